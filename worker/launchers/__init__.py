@@ -1,0 +1,5 @@
+"""Built-in launchers; importing this package registers them (see ``base.get_launcher``)."""
+
+from worker.launchers.base import JobStatus, LaunchSpec, Launcher, LauncherError, get_launcher, launcher_names
+
+__all__ = ["JobStatus", "LaunchSpec", "Launcher", "LauncherError", "get_launcher", "launcher_names"]

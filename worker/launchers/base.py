@@ -1,0 +1,83 @@
+"""The launcher interface and registry: how a run's training job is started, watched and stopped.
+
+A launcher is stateless between calls: everything needed to find the job again is in the
+``handle`` string it returned (a pid, a Ray submission id), which the control plane stores in the
+run row. That is what lets a restarted worker keep watching and cancelling jobs it did not start.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+JobState = Literal["pending", "running", "succeeded", "failed", "stopped", "unknown"]
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """What a launcher needs to start one run. ``config`` is the run's exact config (JSON-ready)."""
+
+    run_id: str
+    config: dict[str, Any]
+    server_url: str
+    token: str
+    workdir: Path
+    log_path: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    state: JobState
+    message: str = ""
+    exit_code: int | None = None
+
+
+class LauncherError(RuntimeError):
+    """A launcher could not do what was asked; the message is shown to the user as the reason."""
+
+
+class Launcher(Protocol):
+    name: str
+
+    def start(self, spec: LaunchSpec) -> str:
+        """Start the job and return its handle. Must be idempotent for the same run where possible."""
+        ...
+
+    def poll(self, handle: str) -> JobStatus:
+        """Current state of the job."""
+        ...
+
+    def cancel(self, handle: str, *, grace_s: float = 10.0) -> JobStatus:
+        """Stop the job (graceful first, forced after ``grace_s``) and return the final state."""
+        ...
+
+    def read_log(self, handle: str, spec_log_path: Path, offset: int = 0) -> tuple[str, int]:
+        """Log text from byte ``offset`` on, and the new offset."""
+        ...
+
+
+_LAUNCHERS: dict[str, Launcher] = {}
+
+
+def register_launcher(launcher: Launcher) -> Launcher:
+    if launcher.name in _LAUNCHERS:
+        raise LauncherError(f"launcher {launcher.name!r} is already registered")
+    _LAUNCHERS[launcher.name] = launcher
+    return launcher
+
+
+def get_launcher(name: str) -> Launcher:
+    import worker.launchers  # noqa: F401  (imports and registers every built-in launcher)
+
+    try:
+        return _LAUNCHERS[name]
+    except KeyError:
+        raise LauncherError(f"unknown launcher {name!r}; valid: {', '.join(sorted(_LAUNCHERS))}") from None
+
+
+def launcher_names() -> list[str]:
+    import worker.launchers  # noqa: F401
+
+    return sorted(_LAUNCHERS)
