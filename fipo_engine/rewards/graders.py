@@ -1,0 +1,138 @@
+"""Graders by name: ``(response, problem) -> Grade``. One implementation for training and evaluation.
+
+* ``math``: the recipe's verifier (FIPO_SPEC.md §2.1): the final ``\\boxed{}`` answer in the last 300
+  characters (last box wins), compared with the ground truth by math-verify, so ``033`` equals ``33``,
+  ``\\frac{1}{2}`` equals ``0.5`` and LaTeX forms are parsed. No extractable answer is wrong.
+* ``reasoning_gym``: the generator's own ``score_answer(answer=..., entry=...)``; score >= 1 is correct.
+* ``exact``: normalised string equality (see ``extract.normalize_answer``).
+
+Register another with ``@GRADERS.register("name")``; the reward config's ``name`` selects it.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import threading
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from fipo_engine.algorithms.registry import Registry
+from fipo_engine.data.problem import Problem
+from fipo_engine.rewards.extract import (
+    extract_math_answer,
+    extract_plain_answer,
+    normalize_answer,
+)
+
+
+@dataclass(frozen=True)
+class Grade:
+    """The verdict on one response: was it right, and which answer was read from it (``None``: none)."""
+
+    correct: bool
+    extracted: str | None
+
+
+class Grader(Protocol):
+    def __call__(self, response: str, problem: Problem) -> Grade: ...
+
+
+GRADERS: Registry = Registry("grader")
+
+
+def grader_names() -> list[str]:
+    """Valid values of ``reward.name`` (the config validator and the web form read this)."""
+    return GRADERS.names()
+
+
+def get_grader(name: str) -> Grader:
+    """The grader registered as ``name``; an unknown name fails listing the valid ones."""
+    return GRADERS[name]
+
+
+def grade(name: str, response: str, problem: Problem) -> Grade:
+    return GRADERS[name](response, problem)
+
+
+# ----------------------------------------------------------------------------------------------- math
+def _timeout() -> int | None:
+    """math-verify's timeouts use signal.alarm, which only works in the main thread."""
+    return 5 if threading.current_thread() is threading.main_thread() else None
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_gold(answer: str) -> tuple[Any, ...]:
+    from math_verify import parse
+
+    text = answer.strip()
+    if not text:
+        return ()
+    wrapped = text if "\\boxed" in text or text.startswith("$") else f"${text}$"
+    return tuple(parse(wrapped, parsing_timeout=_timeout()))
+
+
+def math_equal(predicted: str, gold: str) -> bool:
+    """Whether two answer strings are mathematically equal (math-verify; string fallback)."""
+    from math_verify import parse, verify
+
+    if normalize_answer(predicted) == normalize_answer(gold):
+        return True
+    try:
+        gold_parsed = list(_parse_gold(gold))
+        pred_parsed = parse(f"${predicted}$", parsing_timeout=_timeout())
+        if not gold_parsed or not pred_parsed:
+            return False
+        return bool(verify(gold_parsed, pred_parsed, timeout_seconds=_timeout()))
+    except Exception:  # math-verify raises on pathological input or timeouts: count as wrong
+        return False
+
+
+@GRADERS.register("math")
+def grade_math(response: str, problem: Problem) -> Grade:
+    """Recipe verifier: last box in the last 300 characters vs ``problem.answer`` via math-verify."""
+    extracted = extract_math_answer(response)
+    if extracted is None:
+        return Grade(False, None)
+    return Grade(math_equal(extracted, problem.answer), extracted)
+
+
+# -------------------------------------------------------------------------------------- reasoning_gym
+@functools.lru_cache(maxsize=64)
+def _gym_dataset(task: str, kwargs_json: str) -> Any:
+    import reasoning_gym
+
+    return reasoning_gym.create_dataset(task, size=1, seed=0, **json.loads(kwargs_json))
+
+
+def _gym_task(problem: Problem) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    meta = problem.metadata
+    entry = meta.get("entry")
+    if not isinstance(entry, dict):
+        raise ValueError(f"problem {problem.id!r}: reasoning_gym grading needs metadata['entry'] (the generator entry)")
+    task = meta.get("task") or entry.get("metadata", {}).get("source_dataset")
+    if not task:
+        raise ValueError(f"problem {problem.id!r}: reasoning_gym grading needs metadata['task']")
+    return task, dict(meta.get("task_kwargs") or {}), entry
+
+
+@GRADERS.register("reasoning_gym")
+def grade_reasoning_gym(response: str, problem: Problem) -> Grade:
+    """The task's own ``score_answer``; answer = boxed content, else ``Answer:`` line, else last line."""
+    extracted = extract_plain_answer(response)
+    if extracted is None:
+        return Grade(False, None)
+    task, kwargs, entry = _gym_task(problem)
+    dataset = _gym_dataset(task, json.dumps(kwargs, sort_keys=True, default=str))
+    score = dataset.score_answer(answer=extracted, entry=entry)
+    return Grade(score is not None and float(score) >= 1.0, extracted)
+
+
+# ---------------------------------------------------------------------------------------------- exact
+@GRADERS.register("exact")
+def grade_exact(response: str, problem: Problem) -> Grade:
+    """Normalised string match of the extracted answer with ``problem.answer``."""
+    extracted = extract_plain_answer(response)
+    if extracted is None:
+        return Grade(False, None)
+    return Grade(normalize_answer(extracted) == normalize_answer(problem.answer), extracted)
