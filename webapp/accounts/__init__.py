@@ -1,0 +1,1 @@
+"""Accounts: users, teams, memberships with roles, personal API tokens."""

@@ -1,0 +1,1 @@
+"""Shared pieces of the web app: the error shape and its exception handler, auth classes, throttles."""

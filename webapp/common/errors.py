@@ -1,0 +1,136 @@
+"""One error shape for every endpoint, with a stable code (docs/api-contract.md "Errors").
+
+Services raise ``ApplicationError`` subclasses; DRF's own exceptions (validation, auth, 404, throttling,
+parse errors) are mapped to the same shape by ``exception_handler`` so a client parses one format:
+
+    {"error": {"code": "validation_error", "message": "...", "fields": [{"path": "trainer.lr", "message": "..."}]}}
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import RequestDataTooBig
+from django.http import Http404
+from rest_framework import exceptions as drf
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+logger = logging.getLogger(__name__)
+
+
+class ApplicationError(Exception):
+    """Base of every error a service raises on purpose; ``code`` is stable, ``message`` is for humans."""
+
+    code = "server_error"
+    status = 500
+
+    def __init__(self, message: str, *, fields: Iterable[Mapping[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fields = [dict(f) for f in fields or ()]
+
+
+class ValidationFailed(ApplicationError):
+    code, status = "validation_error", 400
+
+
+class NotAuthenticated(ApplicationError):
+    code, status = "not_authenticated", 401
+
+
+class PermissionDeniedError(ApplicationError):
+    code, status = "permission_denied", 403
+
+
+class NotFound(ApplicationError):
+    code, status = "not_found", 404
+
+
+class Conflict(ApplicationError):
+    code, status = "conflict", 409
+
+
+class PayloadTooLarge(ApplicationError):
+    code, status = "payload_too_large", 413
+
+
+class Throttled(ApplicationError):
+    code, status = "throttled", 429
+
+    def __init__(self, message: str, *, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def error_body(code: str, message: str, fields: list[dict[str, str]] | None = None) -> dict[str, Any]:
+    """The JSON body of an error (also used by non-DRF views such as the login page's JSON answers)."""
+    body: dict[str, Any] = {"code": code, "message": message}
+    if fields:
+        body["fields"] = fields
+    return {"error": body}
+
+
+def _flatten_drf_detail(detail: Any, prefix: str = "") -> list[dict[str, str]]:
+    """DRF's nested ``{"field": ["msg"]}`` detail -> ``[{"path": "field", "message": "msg"}]``."""
+    out: list[dict[str, str]] = []
+    if isinstance(detail, Mapping):
+        for key, value in detail.items():
+            path = prefix if key == "non_field_errors" else (f"{prefix}.{key}" if prefix else str(key))
+            out.extend(_flatten_drf_detail(value, path))
+    elif isinstance(detail, list):
+        if all(not isinstance(item, (Mapping, list)) for item in detail):
+            out.extend({"path": prefix, "message": str(item)} for item in detail)
+        else:
+            for i, item in enumerate(detail):
+                out.extend(_flatten_drf_detail(item, f"{prefix}.{i}" if prefix else str(i)))
+    else:
+        out.append({"path": prefix, "message": str(detail)})
+    return out
+
+
+_DRF_CODES: dict[type[drf.APIException], tuple[str, int]] = {
+    drf.ValidationError: ("validation_error", 400),
+    drf.ParseError: ("validation_error", 400),
+    drf.UnsupportedMediaType: ("validation_error", 415),
+    drf.NotAuthenticated: ("not_authenticated", 401),
+    drf.AuthenticationFailed: ("not_authenticated", 401),
+    drf.PermissionDenied: ("permission_denied", 403),
+    drf.NotFound: ("not_found", 404),
+    drf.MethodNotAllowed: ("method_not_allowed", 405),
+    drf.NotAcceptable: ("not_acceptable", 406),
+    drf.Throttled: ("throttled", 429),
+}
+
+
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """DRF ``EXCEPTION_HANDLER``: every error becomes ``{"error": {code, message, fields?}}``."""
+    if isinstance(exc, ApplicationError):
+        response = Response(error_body(exc.code, exc.message, exc.fields), status=exc.status)
+        if isinstance(exc, Throttled) and exc.retry_after:
+            response["Retry-After"] = str(exc.retry_after)
+        return response
+    if isinstance(exc, RequestDataTooBig):
+        return Response(error_body("payload_too_large", "request body too large"), status=413)
+    if isinstance(exc, Http404):
+        exc = drf.NotFound()
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = drf.PermissionDenied()
+
+    response = drf_exception_handler(exc, context)
+    if response is None or not isinstance(exc, drf.APIException):
+        return response  # unexpected: Django's 500 handler answers (and logs) it
+    code, status = next(
+        ((c, s) for klass, (c, s) in _DRF_CODES.items() if isinstance(exc, klass)), ("error", exc.status_code)
+    )
+    if isinstance(exc, drf.ValidationError):
+        fields = _flatten_drf_detail(exc.detail)
+        message = "; ".join(f"{f['path']}: {f['message']}" if f["path"] else f["message"] for f in fields)
+        response.data = error_body(code, message or "invalid input", fields)
+    else:
+        response.data = error_body(code, str(exc.detail))
+    response.status_code = status
+    return response

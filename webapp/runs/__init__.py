@@ -1,0 +1,1 @@
+"""Runs: the stored run config, its lifecycle (guarded transitions), launch/cancel tasks, checkpoints."""

@@ -1,0 +1,318 @@
+"""Django settings for the FIPO control plane: every setting is read from the environment, here only.
+
+Two deployment shapes are chosen by environment variables alone (docs/control-plane.md):
+
+* embedded (nothing set): SQLite at ``var/db.sqlite3``, a Celery broker in ``var/celery-broker.sqlite3``
+  (kombu's SQLAlchemy transport, no server), the in-memory channel layer and a local-memory cache. This
+  works because only the web process broadcasts to websockets: trainers and workers report through the
+  HTTP tracking endpoint, never through the channel layer.
+* production (``DATABASE_URL`` + ``REDIS_URL``): PostgreSQL, Redis as Celery broker, channel layer and
+  cache. ``DJANGO_ENV=production`` refuses to boot without ``DJANGO_SECRET_KEY`` or with ``DEBUG`` on.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+# ------------------------------------------------------------------------------- env helpers
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return default if value is None or value == "" else value
+
+
+def _env_bool(name: str, default: bool) -> bool:
+    value = _env(name)
+    if value is None:
+        return default
+    if value.lower() in {"1", "true", "yes", "on"}:
+        return True
+    if value.lower() in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name} must be a boolean (1/0, true/false), got {value!r}")
+
+
+def _env_int(name: str, default: int) -> int:
+    value = _env(name)
+    try:
+        return default if value is None else int(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be an integer, got {value!r}") from None
+
+
+def _env_float(name: str, default: float) -> float:
+    value = _env(name)
+    try:
+        return default if value is None else float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, got {value!r}") from None
+
+
+def _env_list(name: str, default: list[str]) -> list[str]:
+    value = _env(name)
+    return default if value is None else [item.strip() for item in value.split(",") if item.strip()]
+
+
+# ------------------------------------------------------------------------------------- core
+DJANGO_ENV = _env("DJANGO_ENV", "development")
+if DJANGO_ENV not in {"development", "production"}:
+    raise ImproperlyConfigured(f"DJANGO_ENV must be 'development' or 'production', got {DJANGO_ENV!r}")
+PRODUCTION = DJANGO_ENV == "production"
+
+DEBUG = _env_bool("DEBUG", default=not PRODUCTION)
+if PRODUCTION and DEBUG:
+    raise ImproperlyConfigured("DEBUG must be off when DJANGO_ENV=production")
+
+SECRET_KEY = _env("DJANGO_SECRET_KEY")
+if SECRET_KEY is None:
+    if PRODUCTION:
+        raise ImproperlyConfigured("DJANGO_SECRET_KEY is required when DJANGO_ENV=production")
+    SECRET_KEY = "dev-insecure-fipo-secret-key-never-use-in-production"  # development only
+
+ALLOWED_HOSTS = _env_list(
+    "ALLOWED_HOSTS", [] if PRODUCTION else ["localhost", "127.0.0.1", "[::1]", "testserver"]
+)
+CSRF_TRUSTED_ORIGINS = _env_list("CSRF_TRUSTED_ORIGINS", [])
+
+VAR_DIR = Path(_env("FIPO_VAR_DIR", str(BASE_DIR / "var")))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+INSTALLED_APPS = [
+    "daphne",  # makes `manage.py runserver` serve ASGI (websockets) in development
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "channels",
+    "webapp.common",
+    "webapp.accounts",
+    "webapp.runs",
+    "webapp.tracking",
+]
+# Apps of other areas join when their package exists, so this file never imports a missing module.
+_OPTIONAL_APPS = ["webapp.dashboard", "webapp.leaderboards"]
+INSTALLED_APPS += [app for app in _OPTIONAL_APPS if (BASE_DIR / app.replace(".", "/") / "__init__.py").exists()]
+
+# Migrations live in one package per app under migrations/ (ARCHITECTURE.md).
+MIGRATION_MODULES = {
+    "accounts": "migrations.accounts",
+    "runs": "migrations.runs",
+    "tracking": "migrations.tracking",
+    "leaderboards": "migrations.leaderboards",
+    "dashboard": "migrations.dashboard",
+}
+
+AUTH_USER_MODEL = "accounts.User"
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "webapp.urls"
+WSGI_APPLICATION = "webapp.wsgi.application"
+ASGI_APPLICATION = "webapp.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "frontend" / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# ---------------------------------------------------------------------------------- database
+DATABASES = {
+    "default": dj_database_url.config(
+        env="DATABASE_URL",
+        default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}",
+        conn_max_age=_env_int("DATABASE_CONN_MAX_AGE", 0),
+        conn_health_checks=True,
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The embedded mode has a web process and a worker writing the same file: wait for locks instead
+    # of failing, take the write lock at BEGIN (no deadlocking lock upgrades), and let readers run
+    # beside a writer (WAL).
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "timeout": 30,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# ------------------------------------------------------------------------ redis-backed parts
+REDIS_URL = _env("REDIS_URL")
+
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": _env("FIPO_CACHE_PREFIX", "fipo"),
+        }
+    }
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [REDIS_URL],
+                "prefix": _env("FIPO_CHANNELS_PREFIX", "fipo-asgi"),
+                "capacity": 1000,
+                "expiry": 60,
+            },
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "fipo"}}
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# ------------------------------------------------------------------------------------ celery
+CELERY_BROKER_URL = _env(
+    "CELERY_BROKER_URL", REDIS_URL or f"sqla+sqlite:///{VAR_DIR / 'celery-broker.sqlite3'}"
+)
+CELERY_RESULT_BACKEND = _env("CELERY_RESULT_BACKEND")  # none: tasks are fire-and-forget, state is in rows
+CELERY_TASK_IGNORE_RESULT = CELERY_RESULT_BACKEND is None
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_TIMEZONE = "UTC"
+CELERY_TASK_TIME_LIMIT = _env_int("CELERY_TASK_TIME_LIMIT", 5 * 60)
+CELERY_TASK_SOFT_TIME_LIMIT = _env_int("CELERY_TASK_SOFT_TIME_LIMIT", 4 * 60)
+CELERY_TASK_ACKS_LATE = True  # a worker that dies mid-launch leaves the task for another worker
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_ALWAYS_EAGER = _env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+CELERY_TASK_EAGER_PROPAGATES = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULE = {
+    "reap-lost-runs": {
+        "task": "webapp.runs.tasks.reap_lost_runs",
+        "schedule": timedelta(seconds=_env_float("FIPO_REAP_INTERVAL_S", 30.0)),
+    },
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+
+# ------------------------------------------------------------------------------- fipo domain
+# The URL trainers post their events to (must be reachable from where the job runs).
+FIPO_SERVER_URL = _env("FIPO_SERVER_URL", "http://127.0.0.1:8000").rstrip("/")
+FIPO_RUNS_DIR = Path(_env("FIPO_RUNS_DIR", str(VAR_DIR / "runs")))
+# A running/starting run without any event for this long is marked lost by the reaper.
+FIPO_HEARTBEAT_TIMEOUT_S = _env_float("FIPO_HEARTBEAT_TIMEOUT_S", 180.0)
+# Largest ingest request body; bigger bodies get 413 before they are parsed.
+FIPO_INGEST_MAX_BYTES = _env_int("FIPO_INGEST_MAX_BYTES", 16 * 1024 * 1024)
+# Seconds a local job gets between SIGTERM and SIGKILL on cancel.
+FIPO_CANCEL_GRACE_S = _env_float("FIPO_CANCEL_GRACE_S", 10.0)
+# Login / token-endpoint throttle: at most N failed attempts per window per (ip, username).
+FIPO_LOGIN_MAX_ATTEMPTS = _env_int("FIPO_LOGIN_MAX_ATTEMPTS", 10)
+FIPO_LOGIN_WINDOW_S = _env_int("FIPO_LOGIN_WINDOW_S", 300)
+# Default point budget of a downsampled metric series (the API caps max_points at 10x this).
+FIPO_CHART_MAX_POINTS = _env_int("FIPO_CHART_MAX_POINTS", 2000)
+
+# Django reads request.body only below this size; keep it above the ingest limit so the ingest view
+# can answer 413 itself with the contract's error shape.
+DATA_UPLOAD_MAX_MEMORY_SIZE = max(FIPO_INGEST_MAX_BYTES + 1024, 2_621_440)
+
+# ------------------------------------------------------------------------------ auth, session
+AUTH_PASSWORD_VALIDATORS = (
+    [
+        {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+        {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+        {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+        {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+    ]
+    if PRODUCTION
+    else []
+)
+LOGIN_URL = "/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/login/"
+
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SECURE = _env_bool("SESSION_COOKIE_SECURE", PRODUCTION)
+CSRF_COOKIE_SECURE = _env_bool("CSRF_COOKIE_SECURE", PRODUCTION)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+if _env_bool("SECURE_PROXY_SSL", False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+
+# -------------------------------------------------------------------------------------- i18n
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# ------------------------------------------------------------------------------ static files
+STATIC_URL = "/static/"
+STATIC_ROOT = Path(_env("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
+STATICFILES_DIRS = [BASE_DIR / "frontend" / "static"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        if PRODUCTION
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+# Development serves straight from the source folders, no collectstatic needed.
+WHITENOISE_USE_FINDERS = not PRODUCTION
+WHITENOISE_AUTOREFRESH = DEBUG
+
+# ------------------------------------------------------------------------------------ API
+REST_FRAMEWORK = {
+    # Token first: its WWW-Authenticate header turns "no credentials" into 401 rather than 403.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "webapp.common.auth.ApiTokenAuthentication",
+        "webapp.common.auth.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "EXCEPTION_HANDLER": "webapp.common.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "FIPO control plane API",
+    "DESCRIPTION": "Runs, metrics, samples and the tracking endpoint. Shapes: docs/api-contract.md.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": "/api/v1",
+}
+
+# -------------------------------------------------------------------------------- logging
+# Request logging never includes headers or bodies, so tokens and passwords stay out of the logs.
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": _env("LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}

@@ -1,0 +1,30 @@
+"""URL routes: the API under /api/v1/, the admin, and the dashboard pages when that app exists."""
+
+from importlib.util import find_spec
+
+from django.contrib import admin
+from django.urls import include, path
+
+
+def _optional(module: str) -> bool:
+    """True when another area's url module exists (so this file never blocks on it)."""
+    try:
+        return find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+api_patterns = [
+    path("", include("webapp.accounts.urls")),
+]
+if _optional("webapp.leaderboards.urls"):
+    api_patterns.append(path("", include("webapp.leaderboards.urls")))
+
+urlpatterns = [
+    path("api/v1/", include(api_patterns)),
+    path("admin/", admin.site.urls),
+]
+
+# The pages (/, /login/, /runs/<id>/, ...) belong to webapp.dashboard; mount them once it exists.
+if _optional("webapp.dashboard.urls"):
+    urlpatterns.append(path("", include("webapp.dashboard.urls")))
