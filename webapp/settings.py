@@ -99,6 +99,7 @@ INSTALLED_APPS = [
     "webapp.accounts",
     "webapp.runs",
     "webapp.tracking",
+    "webapp.ops",  # runstack command; makes worker.celery_app the current Celery app
 ]
 # Apps of other areas join when their package exists, so this file never imports a missing module.
 _OPTIONAL_APPS = ["webapp.dashboard", "webapp.leaderboards"]
