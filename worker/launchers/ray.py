@@ -1,0 +1,276 @@
+"""The ``ray`` launcher: a run becomes a Ray job, submitted and watched through the Ray Jobs REST API.
+
+Why REST and not ``ray.job_submission``: the web and Celery processes must not need a Ray install
+(and Ray's client pins protobuf/grpc versions the control plane does not want). Four calls suffice:
+
+    POST /api/jobs/                 submit   {"entrypoint", "submission_id", "runtime_env", "metadata"}
+    GET  /api/jobs/<id>             status   PENDING | RUNNING | SUCCEEDED | FAILED | STOPPED
+    GET  /api/jobs/<id>/logs        the whole driver log
+    POST /api/jobs/<id>/stop        asynchronous stop (the job shows STOPPED about 2 s later)
+
+The handle stored in the run row is the job's URL, ``http://head:8265/api/jobs/fipo-run-42``, so a
+restarted worker can poll and cancel jobs it did not submit. ``submission_id`` is derived from the run
+id, so a Celery retry re-submits the same id; Ray answers HTTP 500 "already exists", which we treat
+as success (the job is there). The runtime env carries the exact config (``FIPO_CONFIG_JSON``), the
+control-plane URL and the run token; nothing else travels (no ``working_dir`` upload).
+
+An unreachable head is retried with exponential backoff and then fails with a ``LauncherError`` that
+says which address could not be reached: never a silent hang.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import shlex
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from worker.launchers.base import JobState, JobStatus, LauncherError, LaunchSpec, register_launcher
+
+JOBS_PATH = "/api/jobs/"
+SETUP_HOOK = "fipo_engine.integrations.openrlhf.hook.setup"
+
+# Ray job status -> our launcher state (base.JobState).
+_STATE: dict[str, JobState] = {
+    "PENDING": "pending",
+    "RUNNING": "running",
+    "SUCCEEDED": "succeeded",
+    "FAILED": "failed",
+    "STOPPED": "stopped",
+}
+# Answers worth a retry: the head is restarting or a proxy in front of it is.
+_RETRY_STATUS = {502, 503, 504}
+
+
+def submission_id_for(run_id: str) -> str:
+    """Stable Ray submission id of a run: a retried submission hits the same job."""
+    safe = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in str(run_id))
+    return f"fipo-run-{safe}"
+
+
+def job_url(address: str, submission_id: str) -> str:
+    """The handle: the job's REST URL (address + /api/jobs/ + id)."""
+    return f"{address.rstrip('/')}{JOBS_PATH}{submission_id}"
+
+
+def split_handle(handle: str) -> tuple[str, str]:
+    """``http://h:8265/api/jobs/fipo-run-1`` -> (``http://h:8265``, ``fipo-run-1``)."""
+    address, sep, sub_id = handle.rpartition(JOBS_PATH)
+    if not sep or not address or not sub_id or "/" in sub_id:
+        raise LauncherError(f"not a Ray job handle: {handle!r}")
+    return address, sub_id
+
+
+def map_state(ray_status: str) -> JobState:
+    """Ray's job status string -> our state; anything new or odd is ``unknown``, never a crash."""
+    return _STATE.get(str(ray_status).upper(), "unknown")
+
+
+# --------------------------------------------------------------------------------- the job itself
+def native_entrypoint(run_id: str) -> str:
+    """Shell entrypoint of a native ``fipo train`` job.
+
+    The config travels in ``$FIPO_CONFIG_JSON``; the entrypoint writes it to the job's run directory
+    and hands that file to ``python -m fipo_engine.cli train``. ``$FIPO_PYTHON`` picks the interpreter
+    (a venv on the nodes); ``$FIPO_RUN_DIR`` the output directory (default under /tmp).
+    """
+    run_dir = f"${{FIPO_RUN_DIR:-/tmp/fipo-runs/{shlex.quote(str(run_id))}}}"
+    return (
+        f'mkdir -p "{run_dir}" && printf %s "$FIPO_CONFIG_JSON" > "{run_dir}/config.json" && '
+        f'exec "${{FIPO_PYTHON:-python}}" -m fipo_engine.cli train "{run_dir}/config.json" --out "{run_dir}" '
+        f'--server "$FIPO_SERVER_URL" --run-id "$FIPO_RUN_ID" --token "$FIPO_RUN_TOKEN"'
+    )
+
+
+def openrlhf_entrypoint(config: Mapping[str, Any]) -> str:
+    """Entrypoint of an OpenRLHF job: exactly what ``fipo openrlhf-command`` prints for this config."""
+    from fipo_engine.config import validate_config
+    from fipo_engine.integrations.openrlhf.command import openrlhf_command
+
+    return openrlhf_command(validate_config(config))
+
+
+def build_submission(spec: LaunchSpec) -> dict[str, Any]:
+    """The JSON body of ``POST /api/jobs/`` for a run (pure: tested without a cluster)."""
+    ray_cfg = (spec.config.get("launcher") or {}).get("ray") or {}
+    engine = ray_cfg.get("engine", "native")
+    env_vars: dict[str, str] = {
+        "FIPO_CONFIG_JSON": json.dumps(spec.config, separators=(",", ":")),
+        "FIPO_SERVER_URL": spec.server_url,
+        "FIPO_RUN_ID": str(spec.run_id),
+        "FIPO_RUN_TOKEN": spec.token,
+        **{str(k): str(v) for k, v in (ray_cfg.get("env_vars") or {}).items()},
+        **{str(k): str(v) for k, v in spec.env.items()},
+    }
+    runtime_env: dict[str, Any] = {"env_vars": env_vars}
+    if ray_cfg.get("pip"):
+        runtime_env["pip"] = list(ray_cfg["pip"])
+    if engine == "openrlhf":
+        entrypoint = openrlhf_entrypoint(spec.config)
+        # Swaps OpenRLHF's PolicyLoss for the FIPO subclass in every worker of the job.
+        runtime_env["worker_process_setup_hook"] = SETUP_HOOK
+    elif engine == "native":
+        entrypoint = native_entrypoint(spec.run_id)
+    else:
+        raise LauncherError(f"unknown launcher.ray.engine {engine!r}; valid: native, openrlhf")
+    return {
+        "entrypoint": entrypoint,
+        "submission_id": submission_id_for(spec.run_id),
+        "runtime_env": runtime_env,
+        "metadata": {"fipo_run_id": str(spec.run_id), "engine": engine},
+    }
+
+
+# --------------------------------------------------------------------------------- REST client
+@dataclass
+class RayJobsClient:
+    """A few retried httpx calls against one Ray dashboard; raises ``LauncherError`` with the reason."""
+
+    address: str
+    timeout_s: float = 10.0
+    attempts: int = 5
+    backoff_s: float = 0.5
+    sleep: Callable[[float], None] = time.sleep
+
+    def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
+        """One call, retried with exponential backoff on transport errors and 502/503/504."""
+        url = f"{self.address.rstrip('/')}{path}"
+        last = ""
+        for attempt in range(self.attempts):
+            if attempt:
+                self.sleep(self.backoff_s * 2 ** (attempt - 1))
+            try:
+                response = httpx.request(method, url, json=body, timeout=self.timeout_s)
+            except httpx.TransportError as exc:
+                last = f"{type(exc).__name__}: {exc}"
+                continue
+            if response.status_code in _RETRY_STATUS:
+                last = f"HTTP {response.status_code}"
+                continue
+            return response
+        raise LauncherError(
+            f"Ray head at {self.address} unreachable after {self.attempts} attempts ({method} {path}): {last}"
+        )
+
+    def submit(self, body: dict[str, Any]) -> str:
+        response = self.request("POST", JOBS_PATH, body)
+        if response.status_code == 200:
+            return response.json().get("submission_id", body["submission_id"])
+        if response.status_code == 500 and "already exists" in response.text:
+            return body["submission_id"]  # a retried submission: the job is already there
+        raise LauncherError(f"Ray refused the job: HTTP {response.status_code}: {_tail(response.text)}")
+
+    def info(self, submission_id: str) -> dict[str, Any] | None:
+        response = self.request("GET", f"{JOBS_PATH}{submission_id}")
+        if response.status_code == 404:
+            return None
+        _raise_for(response, "status")
+        return response.json()
+
+    def logs(self, submission_id: str) -> str:
+        response = self.request("GET", f"{JOBS_PATH}{submission_id}/logs")
+        if response.status_code == 404:
+            return ""
+        _raise_for(response, "logs")
+        return str(response.json().get("logs", ""))
+
+    def stop(self, submission_id: str) -> bool:
+        response = self.request("POST", f"{JOBS_PATH}{submission_id}/stop")
+        if response.status_code == 404:
+            return False
+        _raise_for(response, "stop")
+        return bool(response.json().get("stopped", False))
+
+
+def _tail(text: str, limit: int = 400) -> str:
+    """The end of a Ray error body (a Python traceback whose last line is the reason)."""
+    text = text.strip()
+    return text if len(text) <= limit else "..." + text[-limit:]
+
+
+def _raise_for(response: httpx.Response, what: str) -> None:
+    if response.status_code != 200:
+        raise LauncherError(f"Ray job {what} failed: HTTP {response.status_code}: {_tail(response.text)}")
+
+
+def status_from_info(info: dict[str, Any] | None) -> JobStatus:
+    """A Ray job info dict -> ``JobStatus`` (message = Ray's message, exit code when Ray knows it)."""
+    if info is None:
+        return JobStatus("unknown", "the Ray head does not know this job (head restarted?)")
+    state = map_state(info.get("status", ""))
+    message = str(info.get("message") or "")
+    if state == "unknown":
+        message = f"unexpected Ray job status {info.get('status')!r}: {message}"
+    code = info.get("driver_exit_code")
+    return JobStatus(state, message, int(code) if isinstance(code, int) else None)
+
+
+# --------------------------------------------------------------------------------- the launcher
+class RayLauncher:
+    """``launcher.backend = ray``: see the module docstring."""
+
+    name = "ray"
+
+    def __init__(self, *, attempts: int = 5, backoff_s: float = 0.5, timeout_s: float = 10.0,
+                 stop_poll_s: float = 0.5) -> None:
+        self.attempts = attempts
+        self.backoff_s = backoff_s
+        self.timeout_s = timeout_s
+        self.stop_poll_s = stop_poll_s
+
+    def client(self, address: str) -> RayJobsClient:
+        return RayJobsClient(address, timeout_s=self.timeout_s, attempts=self.attempts, backoff_s=self.backoff_s)
+
+    def start(self, spec: LaunchSpec) -> str:
+        address = ((spec.config.get("launcher") or {}).get("ray") or {}).get("address", "http://127.0.0.1:8265")
+        body = build_submission(spec)
+        sub_id = self.client(address).submit(body)
+        return job_url(address, sub_id)
+
+    def poll(self, handle: str) -> JobStatus:
+        address, sub_id = split_handle(handle)
+        return status_from_info(self.client(address).info(sub_id))
+
+    def cancel(self, handle: str, *, grace_s: float = 10.0) -> JobStatus:
+        """Ask Ray to stop the job, then poll until it reports a final state (or ``grace_s`` passes)."""
+        address, sub_id = split_handle(handle)
+        client = self.client(address)
+        client.stop(sub_id)
+        deadline = time.monotonic() + max(grace_s, 0.0)
+        while True:
+            status = status_from_info(client.info(sub_id))
+            if status.state in ("stopped", "succeeded", "failed") or status.state == "unknown":
+                return status
+            if time.monotonic() >= deadline:
+                return JobStatus(status.state, f"Ray has not confirmed the stop after {grace_s:.0f} s")
+            time.sleep(self.stop_poll_s)
+
+    def read_log(self, handle: str, spec_log_path: Path, offset: int = 0, max_bytes: int = 1 << 20) -> tuple[str, int]:
+        """Up to ``max_bytes`` of driver log from byte ``offset`` (never splitting a UTF-8 character).
+
+        Ray serves only the whole log, so we slice it. What we return is also appended to
+        ``spec_log_path``, so the run's log file stays readable after the head is gone; offsets count
+        bytes of Ray's log, which equals that file as long as only this method writes it.
+        """
+        address, sub_id = split_handle(handle)
+        data = self.client(address).logs(sub_id).encode()
+        if offset > len(data):  # the head restarted and its log began again
+            offset = 0
+        chunk = data[offset: offset + max_bytes]
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        text = decoder.decode(chunk, final=False)  # holds back a character split at the end
+        consumed = len(chunk) - len(decoder.getstate()[0])
+        if consumed:
+            spec_log_path.parent.mkdir(parents=True, exist_ok=True)
+            with spec_log_path.open("ab") as fh:
+                fh.write(chunk[:consumed])
+        return text, offset + consumed
+
+
+register_launcher(RayLauncher())
