@@ -1,0 +1,185 @@
+"""Start, watch and stop a few long-lived child processes (web server, Celery worker, beat).
+
+Used by ``manage.py runstack`` (the one-command embedded stack) and by the tests that run the real
+stack. Three promises:
+
+* every child's output appears on one stream, line by line, prefixed with the child's name;
+* ``stop()`` leaves nothing behind: SIGTERM to each child's process group, a bounded wait, then
+  SIGKILL; each child leads its own group, so a terminal's Ctrl-C reaches only the supervisor,
+  which then stops the children in order instead of racing them;
+* children die with the supervisor even if it is killed outright (Linux parent-death signal).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TextIO
+
+import httpx
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _parent_death_signal() -> Callable[[], None] | None:
+    """A pre-exec hook asking Linux to SIGTERM the child when its parent dies (None elsewhere)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+    def hook() -> None:  # runs in the forked child before exec: no imports, no locks
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+    return hook
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    process: subprocess.Popen[bytes]
+    reader: threading.Thread
+    started_at: float = field(default_factory=time.monotonic)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+
+class ChildExited(RuntimeError):
+    """A child the caller was waiting on ended first."""
+
+
+class Supervisor:
+    """A set of named child processes with prefixed output and a clean, bounded stop."""
+
+    def __init__(self, out: TextIO | None = None, *, stop_timeout_s: float = 20.0) -> None:
+        self.out = out if out is not None else sys.stdout
+        self.stop_timeout_s = stop_timeout_s
+        self.children: dict[str, Child] = {}
+        self._lock = threading.Lock()
+        self._width = 6
+        self._pre_exec = _parent_death_signal()
+
+    # ------------------------------------------------------------------------------- output
+    def say(self, name: str, text: str) -> None:
+        with self._lock:
+            for line in text.splitlines() or [""]:
+                self.out.write(f"{name:<{self._width}} | {line}\n")
+            self.out.flush()
+
+    def _pump(self, name: str, stream: Iterable[bytes]) -> None:
+        for raw in stream:
+            self.say(name, raw.decode("utf-8", errors="replace").rstrip("\r\n"))
+
+    # ------------------------------------------------------------------------------ control
+    def start(self, name: str, argv: list[str], *, env: Mapping[str, str] | None = None,
+              cwd: str | Path | None = None) -> Child:
+        """Start ``argv`` as a child named ``name`` (its own process group, output prefixed)."""
+        if name in self.children:
+            raise ValueError(f"a child named {name!r} is already running")
+        self._width = max(self._width, len(name))
+        process = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            env=dict(env) if env is not None else None, cwd=cwd, start_new_session=True,
+            preexec_fn=self._pre_exec,  # a one-call ctypes hook: takes no Python locks after fork
+        )
+        assert process.stdout is not None
+        reader = threading.Thread(target=self._pump, args=(name, process.stdout), name=f"out-{name}", daemon=True)
+        reader.start()
+        child = Child(name, argv, process, reader)
+        self.children[name] = child
+        return child
+
+    def exited(self) -> tuple[str, int] | None:
+        """The first child found to have ended, with its return code, or None."""
+        for name, child in self.children.items():
+            code = child.process.poll()
+            if code is not None:
+                return name, code
+        return None
+
+    def wait_http(self, url: str, *, child: str | None = None, timeout_s: float = 60.0) -> float:
+        """Wait until ``url`` answers any HTTP response; fail early if ``child`` ends. Returns seconds waited."""
+        started = time.monotonic()
+        while True:
+            if child is not None and (code := self.children[child].process.poll()) is not None:
+                raise ChildExited(f"{child} exited with code {code} before {url} answered")
+            try:
+                httpx.get(url, timeout=2.0)
+                return time.monotonic() - started
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() - started > timeout_s:
+                raise TimeoutError(f"{url} did not answer within {timeout_s:.0f}s")
+            time.sleep(0.2)
+
+    def stop(self, names: Iterable[str] | None = None) -> dict[str, int]:
+        """Stop the named children (default: all, newest first); return their exit codes.
+
+        SIGTERM goes to every group at once so their shutdowns overlap; whatever is alive after
+        ``stop_timeout_s`` gets SIGKILL. Every group is then swept once more with SIGKILL, which
+        catches grandchildren a child left behind.
+        """
+        chosen = [self.children[n] for n in (names or reversed(list(self.children)))]
+        for child in chosen:
+            if child.process.poll() is None:
+                self.say(child.name, f"stopping (pid {child.pid})")
+                _signal_group(child.pid, signal.SIGTERM)
+        deadline = time.monotonic() + self.stop_timeout_s
+        codes: dict[str, int] = {}
+        for child in chosen:
+            try:
+                codes[child.name] = child.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.say(child.name, f"did not stop within {self.stop_timeout_s:.0f}s: SIGKILL")
+                _signal_group(child.pid, signal.SIGKILL)
+                codes[child.name] = child.process.wait()
+            _signal_group(child.pid, signal.SIGKILL)  # leftovers of the group, if any
+            child.reader.join(timeout=2.0)
+            del self.children[child.name]
+        return codes
+
+    def __enter__(self) -> Supervisor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _signal_group(pgid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)
+
+
+# ------------------------------------------------------------------ the control plane's processes
+def web_command(host: str, port: int) -> list[str]:
+    """daphne serving the ASGI app (HTTP + websockets)."""
+    return [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), "--proxy-headers", "webapp.asgi:application"]
+
+
+def worker_command(*, concurrency: int = 4, name: str = "fipo") -> list[str]:
+    """A Celery worker. Threads, not prefork: tasks only start/poll/stop subprocesses and write rows,
+    and a thread pool lets a slow cancel (grace period) run beside a launch on a 2-core machine."""
+    return [sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker", "-P", "threads",
+            "-c", str(concurrency), "-n", f"{name}@%h", "--loglevel", "INFO", "--without-gossip",
+            "--without-mingle", "--without-heartbeat"]
+
+
+def beat_command(schedule_file: str | Path | None = None) -> list[str]:
+    """Celery beat (the periodic reaper of lost runs). Without ``schedule_file`` the setting decides."""
+    argv = [sys.executable, "-m", "celery", "-A", "worker.celery_app", "beat", "--loglevel", "INFO"]
+    return [*argv, "-s", str(schedule_file)] if schedule_file else argv
