@@ -1,0 +1,104 @@
+"""`fipo eval`: Pass@1 (avg@k), cons@k, pass@k and a bootstrap CI on a benchmark (spec §9).
+
+    fipo eval --model CHECKPOINT_DIR --benchmark champ --k 32 --temperature 1.0 --top-p 0.7
+    fipo eval --responses answers.jsonl --benchmark aime-2024.parquet --json
+
+With ``--model``, k responses per problem are sampled with the trainer's own rollout code; with
+``--responses``, a JSONL file of existing responses is graded (``{"id", "responses": [...]}`` per
+line): the way to put an external model on a leaderboard. Grading uses the same graders as the
+training rewards. ``--out FILE`` writes the JSON result (what the control plane's eval job reads).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", help="model or `fipo train` checkpoint directory, or 'smollm2'")
+    source.add_argument("--responses", help='JSONL of {"id": ..., "responses": [...]} to grade (no model)')
+    parser.add_argument("--benchmark", required=True,
+                        help="benchmark name (champ, champ-all) or a JSONL/JSON/Parquet problem file")
+    parser.add_argument("--layout", default=None, help="force a file layout (dapo, problem_answer, ...)")
+    parser.add_argument("--grader", default=None, help="override the benchmark's grader (math, exact, ...)")
+    parser.add_argument("--prompt-suffix", default=None,
+                        help="appended to plain-text prompts (default: ask for a \\boxed{} answer)")
+    parser.add_argument("--k", type=int, default=None,
+                        help="samples per problem (default 32 with --model; with --responses, the fewest given)")
+    parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (paper 1.0)")
+    parser.add_argument("--top-p", type=float, default=0.7, help="nucleus mass (paper 0.7)")
+    parser.add_argument("--max-new-tokens", type=int, default=20480, help="response length limit (paper 20480)")
+    parser.add_argument("--batch-size", type=int, default=64, help="sequences per generate() call (memory only)")
+    parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N problems (in benchmark order)")
+    parser.add_argument("--partial", action="store_true",
+                        help="with --responses: grade only the problems that have responses")
+    parser.add_argument("--seed", type=int, default=0, help="seeds sampling and the bootstrap")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    parser.add_argument("--out", default=None, help="also write the JSON result to this file")
+    parser.add_argument("--save-responses", default=None,
+                        help="with --model: write the sampled responses as a --responses JSONL file")
+    parser.add_argument("--step", type=int, default=None, help="checkpoint step, recorded in the JSON result")
+
+
+def run(args: argparse.Namespace) -> int:
+    from fipo_engine.eval.benchmarks import load_benchmark
+    from fipo_engine.eval.runner import ResponsesError, evaluate, format_table, read_responses
+
+    try:
+        bench = load_benchmark(args.benchmark, layout=args.layout, grader=args.grader,
+                               prompt_suffix=args.prompt_suffix)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"fipo eval: {exc}", file=sys.stderr)
+        return 2
+    problems = bench.problems[: args.limit] if args.limit else bench.problems
+    settings: dict = {"temperature": args.temperature, "top_p": args.top_p, "max_new_tokens": args.max_new_tokens}
+
+    if args.responses:
+        try:
+            samples = read_responses(args.responses)
+        except (OSError, ResponsesError) as exc:
+            print(f"fipo eval: {exc}", file=sys.stderr)
+            return 2
+        settings = {"responses": str(args.responses)}
+        partial = args.partial or bool(args.limit)
+        if args.limit:
+            samples = {pid: s for pid, s in samples.items() if pid in {p.id for p in problems}}
+    else:
+        from tqdm import tqdm
+
+        from fipo_engine.eval.generate import SamplingSettings, generate_samples
+
+        k = args.k or 32
+        sampling = SamplingSettings(k=k, temperature=args.temperature, top_p=args.top_p,
+                                    max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+                                    seed=args.seed, device=args.device)
+        with tqdm(total=len(problems), desc=f"sampling k={k}", unit="problem", disable=None) as bar:
+            samples = generate_samples(args.model, problems, sampling, prompt_suffix=bench.prompt_suffix,
+                                       on_progress=bar.update)
+        settings = {"model": str(args.model), **settings, "seed": args.seed}
+        partial = False
+        if args.save_responses:
+            with open(args.save_responses, "w", encoding="utf-8") as fh:
+                for pid, group in samples.items():
+                    fh.write(json.dumps({"id": pid, "responses": [s.text for s in group],
+                                         "lengths": [s.n_tokens for s in group],
+                                         "truncated": [s.truncated for s in group]}) + "\n")
+
+    try:
+        result = evaluate(bench.name, problems, samples, grader=bench.grader, k=args.k, partial=partial,
+                          seed=args.seed, settings=settings, progress=not args.json)
+    except (ResponsesError, ValueError) as exc:
+        print(f"fipo eval: {exc}", file=sys.stderr)
+        return 2
+
+    data = result.to_dict()
+    data["step"] = args.step
+    if args.out:
+        Path(args.out).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps(data) if args.json else format_table(result))
+    return 0

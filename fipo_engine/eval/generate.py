@@ -1,0 +1,108 @@
+"""Sample k responses per problem from a model, with the trainer's own loading and rollout code.
+
+``--model`` accepts a Hugging Face model directory, a checkpoint directory written by
+``fipo train`` (model + tokenizer + the run config, whose prompt settings are then reused so the
+model is asked the way it was trained), or ``smollm2`` (the offline SmolLM2-135M-Instruct).
+Prompts are rendered by ``fipo_engine.data.sources.render_prompt`` and sampled by
+``fipo_engine.rollout.HFRollout``: the exact code paths of training, so an eval number and a
+training curve measure the same thing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fipo_engine.data.problem import Problem
+from fipo_engine.eval.runner import Sample
+
+# Where a checkpoint keeps the run config it was trained with (first found wins).
+RUN_CONFIG_FILES = ("run_config.json", "fipo_config.json", "fipo_run.json")
+
+
+@dataclass(frozen=True)
+class SamplingSettings:
+    k: int = 32
+    temperature: float = 1.0
+    top_p: float = 0.7
+    max_new_tokens: int = 20480
+    batch_size: int = 64
+    seed: int = 0
+    device: str = "auto"
+
+
+def find_run_config(model_path: str | Path) -> dict[str, Any] | None:
+    """The run config stored in a ``fipo train`` checkpoint directory, if there is one."""
+    path = Path(model_path)
+    for name in RUN_CONFIG_FILES:
+        candidate = path / name
+        if candidate.is_file():
+            data = json.loads(candidate.read_text())
+            return data.get("config", data) if isinstance(data, dict) else None
+    return None
+
+
+def load_for_eval(model: str, device: str = "auto"):  # -> (Policy, DataConfig | None)
+    """The policy for ``model`` and, for our checkpoints, the run's data config (prompt format)."""
+    from fipo_engine.config import ModelConfig, validate_config
+    from fipo_engine.models.loader import load_hf_dir, load_policy, resolve_device
+
+    target = resolve_device(device)
+    if model == "smollm2":
+        return load_policy(ModelConfig(source="smollm2"), device=target), None
+    path = Path(model)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{model!r}: not a model directory (no config.json) and not 'smollm2'")
+    policy = load_hf_dir(path)
+    policy.model.to(target)
+    policy.model.generation_config.pad_token_id = policy.tokenizer.pad_token_id
+    run_config = find_run_config(path)
+    data_cfg = validate_config(run_config).data if run_config else None
+    return policy, data_cfg
+
+
+def generate_samples(
+    model: str,
+    problems: Sequence[Problem],
+    settings: SamplingSettings,
+    *,
+    prompt_suffix: str = "",
+    on_progress: Callable[[int], None] | None = None,
+) -> dict[str, list[Sample]]:
+    """``settings.k`` sampled responses for every problem, keyed by problem id."""
+    import torch
+
+    from fipo_engine.config import DataConfig
+    from fipo_engine.data.sources import render_prompt
+    from fipo_engine.rollout import HFRollout, SamplingParams
+
+    torch.manual_seed(settings.seed)
+    policy, data_cfg = load_for_eval(model, settings.device)
+    if data_cfg is None:
+        data_cfg = DataConfig(prompt_suffix=prompt_suffix)
+    tokenizer = policy.tokenizer
+    rollout = HFRollout(policy, generation_batch_size=settings.batch_size)
+    params = SamplingParams(n=settings.k, temperature=settings.temperature, top_p=settings.top_p,
+                            max_new_tokens=settings.max_new_tokens)
+    # Prompts per chunk: about one generation batch of sequences, so progress moves steadily.
+    per_chunk = max(1, settings.batch_size // settings.k)
+    out: dict[str, list[Sample]] = {}
+    for start in range(0, len(problems), per_chunk):
+        chunk = problems[start: start + per_chunk]
+        texts = [render_prompt(p, data_cfg, tokenizer, policy.chat) for p in chunk]
+        prompt_ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+        for gen in rollout.generate(prompt_ids, params):
+            problem = chunk[gen.prompt_index]
+            text = tokenizer.decode(gen.response_ids, skip_special_tokens=True)
+            # A plain-text prompt ends with "Answer: " (render_prompt): the response completes that
+            # line, so grade the completed line (the graders read "Answer: X" when there is no box).
+            last_line = texts[gen.prompt_index].rsplit("\n", 1)[-1]
+            if not policy.chat and last_line.strip().lower().startswith("answer:"):
+                text = last_line + text
+            out.setdefault(problem.id, []).append(Sample(text, len(gen.response_ids), gen.truncated))
+        if on_progress is not None:
+            on_progress(len(chunk))
+    return out

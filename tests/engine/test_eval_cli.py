@@ -1,0 +1,85 @@
+"""`fipo eval --responses` end to end: the real command in a subprocess, JSON and table output."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fipo_engine.eval.runner import Sample, evaluate
+from tests.engine import fixtures as fx
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# A1 gold 033, A2 gold 0.5, A3 gold 4; 4 responses each.
+RESPONSES = {
+    "A1": [r"\boxed{33}", r"\boxed{033}", r"\boxed{34}", "no idea"],           # 2/4 right, majority 33 (norm)
+    "A2": [r"\boxed{1/3}", r"\boxed{\frac{1}{3}}", r"\boxed{\frac12}", r"\boxed{1/3}"],  # 1/4, majority 1/3 wrong
+    "A3": [r"\boxed{5}", r"\boxed{5}", r"\boxed{6}", r"\boxed{7}"],                   # 0/4
+}
+
+
+def _fipo(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "fipo_engine.cli", "eval", *args], cwd=ROOT, text=True,
+                          capture_output=True, timeout=120)
+
+
+def test_responses_end_to_end_json(tmp_path: Path) -> None:
+    bench = fx.problem_answer_jsonl(tmp_path / "bench.jsonl")
+    responses = fx.responses_jsonl(tmp_path / "resp.jsonl", RESPONSES)
+    out = tmp_path / "result.json"
+    proc = _fipo("--responses", str(responses), "--benchmark", str(bench), "--json", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data == json.loads(out.read_text())
+    assert data["benchmark"] == "bench"
+    assert data["n_problems"] == 3 and data["k"] == 4 and data["n_samples"] == 12
+    assert data["pass_at_1"] == pytest.approx((2 / 4 + 1 / 4 + 0) / 3)
+    assert data["cons_at_k"] == pytest.approx(1 / 3)       # only A1's majority (33) is right
+    assert data["pass_at_k"] == pytest.approx(2 / 3)       # A1 and A2 have a correct sample
+    low, high = data["pass_at_1_ci"]
+    assert low <= data["pass_at_1"] <= high
+    assert data["truncation_rate"] is None                 # the file gives no lengths
+    by_id = {p["id"]: p for p in data["problems"]}
+    assert by_id["A1"]["correct"] == 2
+    assert by_id["A1"]["answers"] == ["33", "033", "34", None]
+    assert by_id["A2"]["majority"] == "1/3"
+
+
+def test_responses_table_and_errors(tmp_path: Path) -> None:
+    bench = fx.problem_answer_jsonl(tmp_path / "bench.jsonl")
+    responses = fx.responses_jsonl(tmp_path / "resp.jsonl", RESPONSES)
+    proc = _fipo("--responses", str(responses), "--benchmark", str(bench))
+    assert proc.returncode == 0, proc.stderr
+    assert "Pass@1 (avg@4)" in proc.stdout and "25.0%" in proc.stdout and "A3" in proc.stdout
+
+    partial = fx.responses_jsonl(tmp_path / "partial.jsonl", {"A1": RESPONSES["A1"]})
+    proc = _fipo("--responses", str(partial), "--benchmark", str(bench), "--json")
+    assert proc.returncode == 2 and "have no responses" in proc.stderr
+    proc = _fipo("--responses", str(partial), "--benchmark", str(bench), "--json", "--partial")
+    assert proc.returncode == 0 and json.loads(proc.stdout)["n_problems"] == 1
+
+    wrong = fx.wrong_columns_jsonl(tmp_path / "wrong.jsonl")
+    proc = _fipo("--responses", str(responses), "--benchmark", str(wrong))
+    assert proc.returncode == 2 and "columns found: label, text" in proc.stderr
+
+
+def test_dapo_benchmark_with_answer_lines(tmp_path: Path) -> None:
+    """DAPO prompts ask for 'Answer: X'; the grader reads that line when there is no box."""
+    bench = fx.dapo_parquet(tmp_path / "aime.parquet", repeats=3)
+    from fipo_engine.data.files import read_problems
+
+    problems = read_problems(bench)
+    samples = {p.id: [Sample("...\nAnswer: " + fx.PROBLEMS[i]["answer"], 100, False),
+                      Sample("...\nAnswer: 0", 200, True)] for i, p in enumerate(problems)}
+    result = evaluate("aime", problems, samples, k=2)
+    assert result.pass_at_1 == pytest.approx(0.5)
+    assert result.pass_at_k == pytest.approx(1.0)
+    assert result.truncation_rate == pytest.approx(0.5)
+    assert result.response_length_mean == pytest.approx(150.0)
+    assert result.response_length_p75 == pytest.approx(200.0)
+    with pytest.raises(ValueError, match="pass@3 needs at least 3"):
+        evaluate("aime", problems, samples, k=3)
