@@ -1,0 +1,73 @@
+// Leaderboard of one benchmark (GET /api/v1/leaderboards/<benchmark>/?scope=team|global):
+// Pass@1 (avg@k) with its confidence interval and the sampling setup; the paper's reported
+// rows are marked "reported". A missing endpoint or benchmark renders an empty state.
+
+import { api, bootstrap, ApiError } from "../api.js";
+import { h, fmt, fmtTime, showState, setQuery } from "../dom.js";
+
+const boot = bootstrap();
+const board = document.getElementById("board");
+let scope = boot.scope || "team";
+
+const pct = (v) => (v === null || v === undefined ? "–" : `${(100 * v).toFixed(1)}`);
+
+/** "56.0 [52.1, 59.8]" from a point estimate and a CI given as [lo, hi], {low, high} or ± half-width. */
+function withCi(p, ci) {
+  if (p === null || p === undefined) return "–";
+  if (Array.isArray(ci) && ci.length === 2) return `${pct(p)} [${pct(ci[0])}, ${pct(ci[1])}]`;
+  if (ci && typeof ci === "object" && "low" in ci) return `${pct(ci.low)}–${pct(ci.high)}`.replace(/^/, `${pct(p)} [`) + "]";
+  if (typeof ci === "number") return `${pct(p)} ± ${pct(ci)}`;
+  return pct(p);
+}
+
+function runCell(e) {
+  const run = e.run;
+  if (run && typeof run === "object") return h("a", { href: run.url || `/runs/${run.id}/` }, run.name || `#${run.id}`);
+  if (typeof run === "number") return h("a", { href: `/runs/${run}/` }, e.run_name || `#${run}`);
+  return e.run_name || "–";
+}
+
+function render(data) {
+  const entries = data.entries || [];
+  if (!entries.length) {
+    showState(board, "empty", "No results yet.", scope === "team" ? "Evaluations of your teams' checkpoints appear here; switch to Global to see every team." : "No evaluation has reported on this benchmark.");
+    return;
+  }
+  const tbody = h("tbody");
+  entries.forEach((e, i) => {
+    const reported = Boolean(e.reported);
+    const ckpt = e.checkpoint_step ?? e.step ?? (e.checkpoint && e.checkpoint.step);
+    tbody.append(h(`tr${reported ? ".reported" : ""}`, {},
+      h("td.num", {}, String(e.rank ?? i + 1)),
+      h("td", {}, e.label || e.model || e.name || (e.run && e.run.name) || "–", reported ? h("span", {}, " ", h("span.tag.reported", {}, "reported")) : null,
+        e.team ? h("div.muted.small", {}, typeof e.team === "object" ? e.team.name : e.team) : null),
+      h("td.num", {}, withCi(e.pass_at_1, e.pass_at_1_ci ?? e.ci)),
+      h("td.num", {}, fmt(e.k)), h("td.num", {}, fmt(e.temperature)), h("td.num", {}, fmt(e.top_p)),
+      h("td.num", {}, fmt(e.max_tokens ?? e.max_new_tokens)),
+      h("td.num", {}, e.truncation_rate === null || e.truncation_rate === undefined ? "–" : `${pct(e.truncation_rate)}%`),
+      h("td.small", {}, fmtTime(e.date || e.created_at || e.evaluated_at)),
+      h("td", {}, reported ? h("span.muted", {}, e.source || "paper") : runCell(e)),
+      h("td.num", {}, ckpt === undefined || ckpt === null ? "–" : (e.run && !reported ? h("a", { href: `/runs/${e.run.id ?? e.run}/` }, `step ${ckpt}`) : `step ${ckpt}`))));
+  });
+  board.replaceChildren(h("table.data", {}, h("thead", {}, h("tr", {}, h("th.num", {}, "#"), h("th", {}, "Model / run"),
+    h("th.num", {}, "Pass@1 % [95% CI]"), h("th.num", {}, "k"), h("th.num", {}, "T"), h("th.num", {}, "top_p"),
+    h("th.num", {}, "max tokens"), h("th.num", {}, "truncated"), h("th", {}, "date"), h("th", {}, "run"), h("th.num", {}, "checkpoint"))), tbody));
+}
+
+async function load() {
+  for (const b of document.querySelectorAll("[data-scope]")) {
+    b.setAttribute("aria-pressed", String(b.dataset.scope === scope));
+    b.classList.toggle("primary", b.dataset.scope === scope);
+  }
+  setQuery({ scope });
+  showState(board, "loading", "Loading leaderboard");
+  try {
+    render(await api(`leaderboards/${encodeURIComponent(boot.benchmark)}/`, { params: { scope } }));
+  } catch (exc) {
+    if (exc instanceof ApiError && exc.status === 404) showState(board, "empty", `No leaderboard for “${boot.benchmark}” yet.`, "It appears once an evaluation of this benchmark has been recorded.");
+    else showState(board, "error", "Could not load the leaderboard.", exc.message);
+  }
+}
+
+for (const b of document.querySelectorAll("[data-scope]")) b.addEventListener("click", () => { scope = b.dataset.scope; load(); });
+load();
