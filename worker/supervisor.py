@@ -7,7 +7,8 @@ stack. Three promises:
 * ``stop()`` leaves nothing behind: SIGTERM to each child's process group, a bounded wait, then
   SIGKILL; each child leads its own group, so a terminal's Ctrl-C reaches only the supervisor,
   which then stops the children in order instead of racing them;
-* children die with the supervisor even if it is killed outright (Linux parent-death signal).
+* children die with the supervisor even if it is killed outright (Linux parent-death signal), and
+  processes they started in sessions of their own are swept up by ``stop()`` too.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import TextIO
 
 import httpx
+import psutil
 
 _PR_SET_PDEATHSIG = 1
 
@@ -135,6 +137,9 @@ class Supervisor:
         catches grandchildren a child left behind.
         """
         chosen = [self.children[n] for n in (names or reversed(list(self.children)))]
+        # Descendants that left the child's process group (e.g. training jobs, which lead their own
+        # sessions) are not reached by the group signals below: note them now, stop them at the end.
+        descendants = [d for child in chosen for d in _descendants(child.pid)]
         for child in chosen:
             if child.process.poll() is None:
                 self.say(child.name, f"stopping (pid {child.pid})")
@@ -151,6 +156,7 @@ class Supervisor:
             _signal_group(child.pid, signal.SIGKILL)  # leftovers of the group, if any
             child.reader.join(timeout=2.0)
             del self.children[child.name]
+        _terminate(descendants, timeout_s=min(10.0, self.stop_timeout_s))
         return codes
 
     def __enter__(self) -> Supervisor:
@@ -158,6 +164,35 @@ class Supervisor:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+def _terminate(processes: list[psutil.Process], *, timeout_s: float) -> None:
+    """SIGTERM whichever of ``processes`` still run (pid reuse is checked by psutil), SIGKILL after a wait."""
+    alive = [p for p in processes if _running(p)]
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.terminate()
+    deadline = time.monotonic() + timeout_s
+    while (alive := [p for p in alive if _running(p)]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+
+
+def _running(proc: psutil.Process) -> bool:
+    """Alive and not a zombie (an orphan's zombie waits for a reaper we do not control)."""
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def _signal_group(pgid: int, signum: int) -> None:
