@@ -1,0 +1,220 @@
+"""The dashboard in a real browser (headless Chromium via Playwright) against a live daphne.
+
+Scenarios of issue 5: log in; create a run from a preset with one field changed; a server
+validation error shown next to its field; a chart gaining points while events are POSTed to the
+ingest endpoint; a 20,480-token sample with heatmap and tooltip; compare two runs; cancel a run;
+another team's run is not reachable. Assertions read what a user sees (DOM text, classes, the
+chart's point count), and cross-check the server's state through the API.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import DashboardServer
+from webapp.dashboard.synthetic import metric_values, sample_event
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+CHART_KEYS = ["reward/mean", "accuracy/mean", "response_length/mean", "actor/entropy", "actor/pg_clipfrac"]
+
+
+def metric_events(first: int, last: int) -> list[dict[str, Any]]:
+    return [{"type": "metric", "step": s, "values": metric_values(s, CHART_KEYS)} for s in range(first, last + 1)]
+
+
+def test_login_page_then_runs_list(browser: Any, dashboard_server: DashboardServer, shoot: Any) -> None:
+    run = dashboard_server.create_run("listed run")
+    context = browser.new_context(viewport={"width": 1280, "height": 760}, base_url=dashboard_server.base_url)
+    page = context.new_page()
+    page.goto("/runs/")
+    assert "/login/" in page.url                       # not logged in: redirected
+    shoot(page, "login")
+    page.fill("#id_username", "alice")
+    page.fill("#id_password", "wrong")
+    page.click("button[type=submit]")
+    page.wait_for_selector(".banner.error")            # a wrong password says so
+    page.fill("#id_username", "alice")
+    page.fill("#id_password", "pw-alice")
+    page.click("button[type=submit]")
+    page.wait_for_url("**/runs/")
+    row = page.locator(f"tr[data-run='{run['id']}']")
+    row.wait_for()
+    assert "listed run" in row.inner_text()
+    assert row.locator(".status").inner_text() == "draft"
+    # filters: a status that matches nothing gives the empty state, clearing it brings the row back
+    page.select_option("#f-status", "failed")
+    page.wait_for_selector(".state.empty")
+    page.select_option("#f-status", "")
+    row.wait_for()
+    shoot(page, "runs")
+    context.close()
+
+
+def test_new_run_from_preset_with_one_field_changed(page: Any, dashboard_server: DashboardServer, shoot: Any) -> None:
+    page.goto("/runs/new/")
+    page.wait_for_selector(".field[data-path='trainer.lr'] input")
+    assert page.locator("#run-preset option").count() >= 4
+    titles = page.locator("#run-preset").inner_text()
+    assert "CPU demo" in titles and "FIPO 32B recipe" in titles
+    page.select_option("#run-preset", "cpu-demo")
+    assert page.locator(".field.changed").count() == 0
+    page.fill("#run-name", "lr sweep 5e-4")
+    page.fill("#f-trainer-lr", "0.0005")
+    assert page.locator(".field.changed").count() == 1
+    assert page.locator(".field.changed").get_attribute("data-path") == "trainer.lr"
+    assert "1 field changed" in page.locator("#changed-count").inner_text()
+    shoot(page, "new_run")
+    page.click("#create-draft")
+    page.wait_for_url(re.compile(r"/runs/\d+/$"))
+    run_id = int(re.search(r"/runs/(\d+)/", page.url).group(1))
+    detail = dashboard_server.api().get(f"/runs/{run_id}/").json()
+    assert detail["status"] == "draft"
+    assert detail["config"]["trainer"]["lr"] == pytest.approx(5e-4)
+    assert detail["config"]["trainer"]["total_steps"] == 40                     # the rest is the preset
+    page.wait_for_selector("#run-status .status")
+    assert page.locator("#run-status").inner_text() == "draft"
+
+
+def test_server_validation_error_next_to_the_field(page: Any, dashboard_server: DashboardServer, shoot: Any) -> None:
+    before = dashboard_server.api().get("/runs/").json()["count"]
+    page.goto("/runs/new/")
+    page.wait_for_selector("#f-trainer-lr")
+    page.fill("#run-name", "bad lr")
+    page.fill("#f-trainer-lr", "-1")
+    page.click("#create-draft")
+    err = page.locator(".field[data-path='trainer.lr'] .err")
+    err.wait_for(state="visible")
+    assert "greater than 0" in err.inner_text()
+    assert "invalid" in page.locator(".field[data-path='trainer.lr']").get_attribute("class")
+    assert page.url.endswith("/runs/new/")
+    assert dashboard_server.api().get("/runs/").json()["count"] == before   # nothing was created
+    shoot(page, "new_run_error")
+    # fixing the value clears the error mark
+    page.fill("#f-trainer-lr", "0.001")
+    assert "invalid" not in page.locator(".field[data-path='trainer.lr']").get_attribute("class")
+
+
+def test_chart_gains_points_while_events_arrive(page: Any, dashboard_server: DashboardServer, shoot: Any) -> None:
+    run = dashboard_server.create_run("live charts")
+    token = dashboard_server.start_runs(run["id"])[run["id"]]
+    dashboard_server.post_events(run["id"], token, [{"type": "status", "state": "running", "message": "hello"},
+                                                    *metric_events(1, 5)])
+    page.goto(f"/runs/{run['id']}/")
+    chart = page.locator("[data-chart='reward:score'] .chart")
+    chart.wait_for()
+    page.wait_for_function("() => document.body.dataset.chartsReady")
+    page.wait_for_selector("#conn[data-state='live']")
+    assert page.locator("#run-status").inner_text() == "running"
+    points_before = int(chart.get_attribute("data-points"))
+    assert points_before == 5                                               # reward/mean steps 1..5
+    dashboard_server.post_events(run["id"], token, metric_events(6, 12))
+    page.wait_for_function("n => Number(document.querySelector(\"[data-chart='reward:score'] .chart\").dataset.points) >= n",
+                           arg=12)
+    # the same number of points the server holds, each step once (catch-up and live do not duplicate)
+    xs = page.evaluate("() => document.querySelector(\"[data-chart='reward:score'] .chart\").data.at(-1).x")
+    assert xs == list(range(1, 13))
+    assert page.locator("#fig-step").inner_text() == "12"
+    # the log and the catalog grouping are on the page too
+    assert page.locator("h3.group-head", has_text="Reward and accuracy").count() == 1
+    shoot(page, "run", full_page=True)
+
+
+def test_20k_token_sample_heatmap_and_tooltip(page: Any, dashboard_server: DashboardServer, shoot: Any) -> None:
+    run = dashboard_server.create_run("long chain of thought")
+    token = dashboard_server.start_runs(run["id"])[run["id"]]
+    dashboard_server.post_events(run["id"], token, [
+        sample_event(0, step=3, index=0, n_tokens=20_480, seed=2) | {"seq": 1},
+        sample_event(0, step=3, index=1, n_tokens=300, seed=3) | {"seq": 2},
+        sample_event(0, step=4, index=0, n_tokens=500, seed=4) | {"seq": 3},
+    ])
+    page.goto(f"/runs/{run['id']}/samples/?step=3&order=-length")
+    page.wait_for_selector("#tokens[data-rendered='20480']")
+    assert page.locator("#tokens span[data-i]").count() == 20_480
+    assert page.locator("#sample-list tr[data-sample]").count() == 2
+    # a colour class per token, several bins in use, one colour legend
+    bins = page.evaluate("() => new Set([...document.querySelectorAll('#tokens span')].map(s => s.className)).size")
+    assert bins >= 5
+    assert "future-KL" in page.locator("#legend").inner_text()
+    # hover: the tooltip lists every channel of that token
+    page.hover("#tokens span[data-i='5']")
+    tip = page.locator("#token-tip")
+    tip.wait_for(state="visible")
+    text = tip.inner_text()
+    assert "token 6 of 20480" in text
+    for label in ("future-KL", "influence weight", "advantage", "ratio", "logprob", "old logprob", "entropy"):
+        assert label in text
+    # keyboard: arrow keys move the focus (and the tooltip) to the next token
+    page.focus("#tokens span[data-i='5']")
+    page.keyboard.press("ArrowRight")
+    assert "token 7 of 20480" in tip.inner_text()
+    # a channel switch recolours without re-rendering; the strip chart jumps to a token
+    page.click("button[data-channel='ratio']")
+    assert page.locator("button[data-channel='ratio']").get_attribute("aria-pressed") == "true"
+    assert "ratio" in page.locator("#legend").inner_text()
+    box = page.locator("#strip").bounding_box()
+    page.mouse.click(box["x"] + box["width"] * 0.9, box["y"] + box["height"] / 2)
+    focused = page.evaluate("() => Number(document.activeElement.dataset.i)")
+    assert focused > 20_480 * 0.8
+    shoot(page, "samples")
+    # step navigation
+    page.click("#step-next")
+    page.wait_for_selector("#tokens[data-rendered='500']")
+    assert "step=4" in page.url
+
+
+def test_compare_two_runs(page: Any, dashboard_server: DashboardServer, shoot: Any) -> None:
+    a = dashboard_server.create_run("compare A", overrides={"trainer.lr": 1e-4})
+    b = dashboard_server.create_run("compare B", overrides={"trainer.lr": 3e-4, "rollout.n": 4})
+    tokens = dashboard_server.start_runs(a["id"], b["id"])
+    dashboard_server.post_events(a["id"], tokens[a["id"]], metric_events(1, 20))
+    dashboard_server.post_events(b["id"], tokens[b["id"]], metric_events(1, 15))
+    page.goto(f"/compare/?runs={a['id']},{b['id']}")
+    page.wait_for_function("() => document.body.dataset.chartsReady")
+    rows = page.locator("#config-diff tbody tr")
+    paths = [rows.nth(i).locator("td.path").inner_text() for i in range(rows.count())]
+    assert "trainer.lr" in paths and "rollout.n" in paths
+    assert "trainer.total_steps" not in paths                 # equal fields are hidden
+    traces = page.evaluate("() => document.querySelector(\"[data-chart='reward/mean'] .chart\").data.filter(t => t.showlegend !== false).map(t => t.x.length)")
+    assert sorted(traces) == [15, 20]
+    assert page.locator(".chip").count() == 2
+    shoot(page, "compare", full_page=True)
+
+
+def test_cancel_a_run(page: Any, dashboard_server: DashboardServer) -> None:
+    run = dashboard_server.create_run("to cancel")
+    dashboard_server.launch(run["id"])                         # queued: no worker takes it
+    page.goto(f"/runs/{run['id']}/")
+    page.wait_for_selector("#cancel-btn")
+    page.on("dialog", lambda d: d.accept())
+    page.click("#cancel-btn")
+    page.wait_for_function("() => document.querySelector('#run-status').innerText.trim() === 'cancelled'")
+    page.wait_for_selector("#cancel-btn", state="detached")
+    assert dashboard_server.api().get(f"/runs/{run['id']}/").json()["status"] == "cancelled"
+    assert page.locator("#transitions li").count() >= 2
+
+
+def test_another_teams_run_is_not_reachable(page: Any, dashboard_server: DashboardServer) -> None:
+    theirs = dashboard_server.create_run("bob's secret", user="bob")
+    page.goto(f"/runs/{theirs['id']}/")
+    page.wait_for_selector(".state.error")
+    assert "Run not found" in page.inner_text("#run-root")
+    assert "bob's secret" not in page.content()
+    page.goto(f"/runs/{theirs['id']}/samples/")
+    page.wait_for_selector("#sample-list .state.error")
+    page.goto("/runs/")
+    page.wait_for_selector("#runs-table table, #runs-table .state")
+    assert page.locator(f"tr[data-run='{theirs['id']}']").count() == 0
+
+
+def test_leaderboard_page_renders_a_state(page: Any, shoot: Any) -> None:
+    page.goto("/leaderboards/")
+    page.wait_for_url("**/leaderboards/aime-2024/")
+    page.wait_for_selector("#board .state:not(.loading), #board table")
+    page.click("#scope-global")
+    assert "scope=global" in page.url
+    page.wait_for_selector("#board .state:not(.loading), #board table")
+    shoot(page, "leaderboard")
