@@ -101,7 +101,8 @@ def build(cfg: RunConfig, *, reward_file: str | None = None) -> OpenRLHFCommand:
     max_len = d.max_prompt_length + r.max_new_tokens
     out.flag("train.dynamic_batch_enable")
     out.flag("train.max_tokens_per_gpu", max_len)
-    out.flag("rollout.micro_batch_size", t.micro_batch_size)
+    # OpenRLHF asserts n x rollout.batch_size / rollout.micro_batch_size >= actor GPUs
+    out.flag("rollout.micro_batch_size", max(1, min(t.micro_batch_size, r.n * t.train_batch_size // gpus)))
     out.flag("train.micro_batch_size", t.micro_batch_size)
 
     # ---- data
