@@ -67,13 +67,15 @@ def test_local_is_registered() -> None:
     assert isinstance(get_launcher("local"), LocalLauncher)
 
 
-def test_train_command_is_fipo_train_with_run_coordinates(tmp_path: Path) -> None:
+def test_train_command_is_fipo_train_and_keeps_the_token_off_the_command_line(tmp_path: Path) -> None:
     spec = make_spec(tmp_path)
-    cmd = train_command(spec, tmp_path / "job" / "config.json")
-    assert cmd[:5] == [sys.executable, "-m", "fipo_engine.cli", "train", str(tmp_path / "job" / "config.json")]
-    joined = " ".join(cmd)
-    assert f"--server {spec.server_url}" in joined and "--run-id 7" in joined and "--token tok-secret-123" in joined
-    assert f"--out {spec.workdir}" in joined
+    config_path = tmp_path / "job" / "config.json"
+    cmd = train_command(spec, config_path)
+    assert cmd[:5] == [sys.executable, "-m", "fipo_engine.cli", "train", str(config_path)]
+    assert cmd[cmd.index("--out") + 1] == str(spec.workdir)
+    assert spec.token not in cmd
+    env = job_env(spec)
+    assert (env["FIPO_SERVER_URL"], env["FIPO_RUN_ID"], env["FIPO_RUN_TOKEN"]) == (spec.server_url, "7", spec.token)
 
 
 def test_job_env_withholds_web_secrets_and_sets_offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -92,6 +94,7 @@ def test_success_writes_config_captures_output_and_exit_code(tmp_path: Path) -> 
         print("steps", cfg["trainer"]["total_steps"], "unbuffered", os.environ["PYTHONUNBUFFERED"])
         print("to stderr", file=sys.stderr)
         print("secret visible:", "DJANGO_SECRET_KEY" in os.environ)
+        print("run", os.environ["FIPO_RUN_ID"], "reversed token", os.environ["FIPO_RUN_TOKEN"][::-1])
     """))
     spec = make_spec(tmp_path)
     handle = launcher.start(spec)
@@ -101,7 +104,8 @@ def test_success_writes_config_captures_output_and_exit_code(tmp_path: Path) -> 
     assert json.loads((spec.workdir / "config.json").read_text()) == spec.config
     log, offset = launcher.read_log(handle, spec.log_path)
     assert "steps 2 unbuffered 1" in log and "to stderr" in log and "secret visible: False" in log
-    assert "tok-secret-123" not in log  # the launcher's own header line redacts the token
+    assert "run 7 reversed token 321-terces-kot" in log
+    assert "tok-secret-123" not in log  # neither the command line nor the launcher's header show it
     assert offset == spec.log_path.stat().st_size
 
 

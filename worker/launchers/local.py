@@ -3,7 +3,8 @@
 Process layout::
 
     <python> -m worker.job_wrapper --exit-file WORKDIR/exit_code --   (new session: group leader)
-        <python> -m fipo_engine.cli train WORKDIR/config.json --out WORKDIR --server URL --run-id ID --token T
+        <python> -m fipo_engine.cli train WORKDIR/config.json --out WORKDIR --no-progress
+        (environment: FIPO_SERVER_URL, FIPO_RUN_ID, FIPO_RUN_TOKEN: the token stays out of ``ps``)
 
 The handle ``pid:<pid>:<create_time>:<workdir>`` carries everything needed to find the job again
 from any process: the wrapper's pid, its start time (so a pid the kernel has since reused for
@@ -70,14 +71,13 @@ class LocalHandle:
 
 
 def train_command(spec: LaunchSpec, config_path: Path) -> list[str]:
-    """The ``fipo train`` command line for a run (the interpreter running the worker, so the same venv)."""
-    return [
-        sys.executable, "-m", "fipo_engine.cli", "train", str(config_path),
-        "--out", str(spec.workdir),
-        "--server", spec.server_url,
-        "--run-id", str(spec.run_id),
-        "--token", spec.token,
-    ]
+    """The ``fipo train`` command line for a run (the interpreter running the worker, so the same venv).
+
+    The server URL, run id and token reach the trainer through ``FIPO_SERVER_URL``, ``FIPO_RUN_ID``
+    and ``FIPO_RUN_TOKEN`` (see ``job_env``), not the command line, which any local user can read.
+    """
+    return [sys.executable, "-m", "fipo_engine.cli", "train", str(config_path), "--out", str(spec.workdir),
+            "--no-progress"]
 
 
 def redact(command: Sequence[str], secret: str) -> str:
@@ -86,9 +86,11 @@ def redact(command: Sequence[str], secret: str) -> str:
 
 
 def job_env(spec: LaunchSpec, base: dict[str, str] | None = None) -> dict[str, str]:
-    """The job's environment: the worker's minus the web app's secrets, plus the spec's, unbuffered and offline."""
+    """The job's environment: the worker's minus the web app's secrets, plus the spec's and the run's
+    tracking coordinates, unbuffered and offline."""
     env = {k: v for k, v in (os.environ if base is None else base).items() if k not in _WITHHELD_ENV}
     env.update(spec.env)
+    env.update({"FIPO_SERVER_URL": spec.server_url, "FIPO_RUN_ID": str(spec.run_id), "FIPO_RUN_TOKEN": spec.token})
     env["PYTHONUNBUFFERED"] = "1"
     env["HF_HUB_OFFLINE"] = "1"
     # The wrapper is started by module name: make sure the checkout is importable from the job.
