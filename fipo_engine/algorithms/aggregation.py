@@ -24,7 +24,7 @@ def _masked(loss_mat: Tensor, mask: Tensor) -> Tensor:
 @AGGREGATIONS.register("token-mean")
 def token_mean(loss_mat: Tensor, mask: Tensor) -> Tensor:
     """Σ M·ℓ / (Σ M + 1e-8): every valid token weighs the same (DAPO; the FIPO recipe)."""
-    return _masked(loss_mat, mask).sum() / (mask.bool().sum() + TOKEN_MEAN_EPS)
+    return _masked(loss_mat, mask).sum() / (mask.bool().sum().to(loss_mat.dtype) + TOKEN_MEAN_EPS)
 
 
 @AGGREGATIONS.register("seq-mean-token-sum")

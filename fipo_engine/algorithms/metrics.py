@@ -1,8 +1,10 @@
 """Masked statistics for the loss metrics (FIPO_SPEC.md §6), None where there is no data.
 
 The official code returns 0 for statistics over an empty set (or raises on ``min()`` of an empty
-tensor); we return None so a chart shows a gap instead of a fake value (§11.5). Masked means keep
-verl's ``Σ x·m / (Σ m + 1e-8)`` so non-empty values match the official ones.
+tensor); we return None so a chart shows a gap instead of a fake value (§11.5). Masked means are
+exact, Σ x·m / Σ m: verl adds 1e-8 to the denominator only to dodge 0/0, which cannot happen here
+(empty -> None), and the exact form reports a mean of all-ones weights as exactly 1.0 (the
+difference from the official value is below 1e-8 relative). The *loss* keeps verl's +1e-8.
 """
 
 from __future__ import annotations
@@ -10,15 +12,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-MASKED_MEAN_EPS = 1e-8
-
 
 def masked_mean(values: Tensor, mask: Tensor) -> Tensor | None:
-    """verl masked mean over a bool mask; None if the mask is empty."""
-    n = mask.sum()
-    if int(n) == 0:
+    """Exact mean of ``values`` where ``mask`` holds (float64); None if the mask is empty."""
+    n = mask.sum().to(torch.float64)
+    if float(n) == 0.0:
         return None
-    return torch.where(mask, values.to(torch.float64), 0.0).sum() / (n + MASKED_MEAN_EPS)
+    return torch.where(mask, values.to(torch.float64), 0.0).sum() / n
 
 
 def masked_fraction(condition: Tensor, mask: Tensor) -> Tensor | None:
