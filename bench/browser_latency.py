@@ -1,0 +1,119 @@
+"""Event POST -> point visible in the chart, in headless Chromium, against a live daphne.
+
+A run receives metric events one at a time through the ingest endpoint (as a trainer would);
+N run pages are open in the browser. For each event, the latency is the time from just before
+the POST until the page has drawn the new point (Plotly.extendTraces returned; the chart records
+the wall-clock time of each draw in window.__fipoDrawLog). Browser and bench share the clock.
+
+Reported: p50/p95/max over events x pages, with 1 page open (baseline) and with 20 pages open.
+Target (issue 5): p95 < 500 ms with 20 pages (MLflow's UI polls every 10 s, TensorBoard every 5 s).
+Usage: .venv/bin/python bench/browser_latency.py [--events 200] [--pages 20] [--interval 0.1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.e2e.conftest import (  # noqa: E402
+    DashboardServer,
+    browser_skip_reason,
+    launch_chromium,
+    running_dashboard,
+)
+
+KEY = "reward/mean"
+KEYS = [KEY, "accuracy/mean", "response_length/mean", "actor/entropy"]
+
+
+def percentile(xs: list[float], q: float) -> float:
+    s = sorted(xs)
+    return s[min(len(s) - 1, max(0, round(q / 100 * (len(s) - 1))))]
+
+
+def measure(server: DashboardServer, browser: Any, *, n_pages: int, n_events: int, interval: float) -> dict[str, Any]:
+    run = server.create_run(f"latency {n_pages} pages")
+    token = server.start_runs(run["id"])[run["id"]]
+    server.post_events(run["id"], token, [{"type": "status", "state": "running", "message": "bench"}]
+                       + [{"type": "metric", "step": s, "values": {k: 0.1 * s for k in KEYS}} for s in range(1, 6)])
+    ctx = browser.new_context(viewport={"width": 1200, "height": 800}, base_url=server.base_url)
+    ctx.add_cookies(server.login_cookie("alice"))
+    ctx.add_init_script("window.__fipoDrawLog = [];")
+    pages = []
+    for _ in range(n_pages):
+        pg = ctx.new_page()
+        pg.set_default_timeout(120_000)
+        pg.goto(f"/runs/{run['id']}/")
+        pages.append(pg)
+    for pg in pages:
+        pg.wait_for_function("() => document.body.dataset.chartsReady")
+        pg.wait_for_selector("#conn[data-state='live']")
+    sent: dict[int, float] = {}
+    for i in range(n_events):
+        step = 6 + i
+        sent[step] = time.time() * 1000.0
+        server.post_events(run["id"], token, [{"type": "metric", "step": step, "values": {k: 0.1 * step for k in KEYS}}])
+        time.sleep(interval)
+    last = 5 + n_events
+    latencies, missing = [], 0
+    for pg in pages:
+        with contextlib.suppress(Exception):
+            pg.wait_for_function(f"() => window.__fipoDrawLog.some(e => e[0] === '{KEY}' && e[1] >= {last})", timeout=15_000)
+        log = pg.evaluate("() => window.__fipoDrawLog")
+        drawn: dict[int, float] = {}
+        for key, step, t in log:
+            if key == KEY:
+                drawn[int(step)] = t
+        # a draw covering several steps at once stamps its last step; earlier steps drawn in the same frame
+        steps_seen = sorted(drawn)
+        for step in range(6, last + 1):
+            t = next((drawn[s] for s in steps_seen if s >= step), None)
+            if t is None:
+                missing += 1
+            else:
+                latencies.append(t - sent[step])
+    ctx.close()
+    return {"pages": n_pages, "events": n_events, "n": len(latencies), "missing": missing,
+            "p50": percentile(latencies, 50), "p95": percentile(latencies, 95), "max": max(latencies),
+            "mean": statistics.fmean(latencies)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=200)
+    parser.add_argument("--pages", type=int, default=20)
+    parser.add_argument("--interval", type=float, default=0.1, help="seconds between events")
+    args = parser.parse_args()
+    reason = browser_skip_reason()
+    if reason:
+        sys.exit(f"cannot run: {reason}")
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory() as tmp, running_dashboard(Path(tmp), tag="bench_latency") as server, \
+            sync_playwright() as pw:
+        browser = launch_chromium(pw)
+        base = measure(server, browser, n_pages=1, n_events=args.events, interval=args.interval)
+        many = measure(server, browser, n_pages=args.pages, n_events=args.events, interval=args.interval)
+        browser.close()
+        backend = "PostgreSQL + Redis channel layer" if server.env.get("REDIS_URL") else "SQLite + in-memory layer"
+    print(f"\nevent POST -> point drawn, {args.events} events {args.interval * 1000:.0f} ms apart; "
+          f"daphne with {backend}; Chromium headless\n")
+    print("| pages open | samples | missed | p50 ms | p95 ms | max ms | mean ms | target p95 |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r, target in ((base, "baseline"), (many, "< 500")):
+        print(f"| {r['pages']} | {r['n']} | {r['missing']} | {r['p50']:.0f} | {r['p95']:.0f} | {r['max']:.0f} | "
+              f"{r['mean']:.0f} | {target} |")
+    print(f"\nratio p95 ({args.pages} pages / 1 page): {many['p95'] / max(base['p95'], 1e-9):.2f}")
+
+
+if __name__ == "__main__":
+    main()
