@@ -17,13 +17,15 @@ function showConnection(state, text) {
 export class LiveStream {
   /**
    * @param {string} path e.g. "/ws/runs/12/"
-   * @param {{after?: number|null, onItem: (item: object) => void, onGone?: () => void}} opts
+   * @param {{after?: number|null, onItem: (item: object) => void, onGone?: (code: number) => void, onReconnect?: () => void}} opts
    */
-  constructor(path, { after = null, onItem, onGone = null } = {}) {
+  constructor(path, { after = null, onItem, onGone = null, onReconnect = null } = {}) {
     this.path = path;
     this.pos = after;
     this.onItem = onItem;
     this.onGone = onGone;
+    this.onReconnect = onReconnect;   // called after a re-connect (not the first connect)
+    this.opened = 0;
     this.attempt = 0;
     this.closed = false;
     this.ws = null;
@@ -41,7 +43,12 @@ export class LiveStream {
     showConnection(this.attempt ? "reconnecting" : "connecting", this.attempt ? "reconnecting" : "connecting");
     const ws = new WebSocket(this.url());
     this.ws = ws;
-    ws.onopen = () => { this.attempt = 0; showConnection("live", "live"); };
+    ws.onopen = () => {
+      this.attempt = 0;
+      this.opened += 1;
+      showConnection("live", "live");
+      if (this.opened > 1 && this.onReconnect) this.onReconnect();
+    };
     ws.onmessage = (ev) => this.handle(ev.data);
     ws.onclose = (ev) => {
       if (this.ws !== ws) return;

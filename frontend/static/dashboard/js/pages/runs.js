@@ -104,7 +104,9 @@ async function load() {
     if (seq !== loadSeq) return;
     render(data.results || []);
     if (!stream) {
-      stream = new LiveStream("/ws/runs/", { after: typeof data.stream_pos === "number" ? data.stream_pos : null, onItem }).start();
+      // the user stream carries status changes; after a reconnect the list is simply refetched
+      stream = new LiveStream("/ws/runs/", { after: typeof data.stream_pos === "number" ? data.stream_pos : null, onItem,
+        onReconnect: reload }).start();
     }
   } catch (exc) {
     if (seq === loadSeq) showState(tableBox, "error", "Could not load runs.", exc.message);
@@ -130,6 +132,13 @@ function onItem(item) {
     upsert({ id, last_step: Math.max(known.run.last_step ?? -1, data.step ?? -1), summary });
   }
 }
+
+// Key figures of running runs move with every step; the user stream only carries status changes,
+// so refresh the list quietly every 15 s while something runs (cheap: one request).
+setInterval(() => {
+  if (document.hidden) return;
+  if ([...rows.values()].some(({ run }) => ["running", "starting", "queued"].includes(run.status))) load();
+}, 15000);
 
 fStatus.addEventListener("change", load);
 fTeam.addEventListener("change", load);
