@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import http.client
 import os
 import signal
 import subprocess
@@ -26,8 +27,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
+from urllib.parse import urlsplit
 
-import httpx
 import psutil
 
 _PR_SET_PDEATHSIG = 1
@@ -120,11 +121,8 @@ class Supervisor:
         while True:
             if child is not None and (code := self.children[child].process.poll()) is not None:
                 raise ChildExited(f"{child} exited with code {code} before {url} answered")
-            try:
-                httpx.get(url, timeout=2.0)
+            if _answers(url):
                 return time.monotonic() - started
-            except httpx.HTTPError:
-                pass
             if time.monotonic() - started > timeout_s:
                 raise TimeoutError(f"{url} did not answer within {timeout_s:.0f}s")
             time.sleep(0.2)
@@ -166,6 +164,20 @@ class Supervisor:
         self.stop()
 
 
+def _answers(url: str) -> bool:
+    """True when ``url`` gives any HTTP response (a 404 or 401 still means the server is up)."""
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80, timeout=2.0)
+    try:
+        conn.request("GET", parts.path or "/")
+        conn.getresponse().read()
+        return True
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        conn.close()
+
+
 def _descendants(pid: int) -> list[psutil.Process]:
     try:
         return psutil.Process(pid).children(recursive=True)
@@ -201,9 +213,13 @@ def _signal_group(pgid: int, signum: int) -> None:
 
 
 # ------------------------------------------------------------------ the control plane's processes
-def web_command(host: str, port: int) -> list[str]:
-    """daphne serving the ASGI app (HTTP + websockets)."""
-    return [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), "--proxy-headers", "webapp.asgi:application"]
+def web_command(host: str, port: int, *, access_log: str | Path | None = None) -> list[str]:
+    """daphne serving the ASGI app (HTTP + websockets); ``access_log`` moves the per-request lines
+    (one per trainer POST) out of the console into a file."""
+    argv = [sys.executable, "-m", "daphne", "-b", host, "-p", str(port), "--proxy-headers"]
+    if access_log is not None:
+        argv += ["--access-log", str(access_log)]
+    return [*argv, "webapp.asgi:application"]
 
 
 def worker_command(*, concurrency: int = 4, name: str = "fipo") -> list[str]:
