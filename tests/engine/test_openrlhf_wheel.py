@@ -103,3 +103,44 @@ def test_the_wheel_is_the_pinned_release(openrlhf_root: Path) -> None:
     assert f"\nVersion: {VERSION}\n" in (dist / "METADATA").read_text()
     assert (openrlhf_root / "openrlhf" / "models" / "loss.py").is_file()
     assert (openrlhf_root / "openrlhf" / "cli" / "train_ppo_ray.py").is_file()
+
+
+STANDIN_MODELS_INIT = '''"""Test stand-in for openrlhf/models/__init__.py (the real one imports flash-attn and peft)."""
+from .loss import PolicyLoss, aggregate_loss
+'''
+STANDIN_PPO_ACTOR = '''"""Test stand-in for openrlhf/trainer/ray/ppo_actor.py: the same import and the same two methods."""
+from openrlhf.models import PolicyLoss
+
+
+class ActorPPOTrainer:
+    tokenizer = None
+
+    def __init__(self):
+        self.actor_loss_fn = PolicyLoss(clip_eps_low=0.2, clip_eps_high=0.28, dual_clip=10.0)
+
+    def training_step(self, experience, kl_ctl, step, loss_batch_info=None):
+        loss, clip_ratio, ppo_kl, _, _ = self.actor_loss_fn(*experience)
+        return {"metrics": {"policy_loss": loss.detach()}, "weights": {"policy_loss": "token"}}
+
+    def ppo_train(self, kl_ctl):
+        return {}
+'''
+
+
+def standin_site(root: Path, dest: Path) -> Path:
+    """A directory to put on ``sys.path``/``PYTHONPATH`` holding OpenRLHF's real ``models/loss.py`` and
+    ``models/utils.py`` under test stand-ins for the package files that need a GPU stack."""
+    pkg = dest / "openrlhf"
+    for sub in ("models", "trainer/ray"):
+        (pkg / sub).mkdir(parents=True, exist_ok=True)
+    for name in ("loss.py", "utils.py"):
+        (pkg / "models" / name).write_bytes((root / "openrlhf" / "models" / name).read_bytes())
+    (pkg / "__init__.py").write_text("")
+    (pkg / "models" / "__init__.py").write_text(STANDIN_MODELS_INIT)
+    (pkg / "trainer" / "__init__.py").write_text("")
+    (pkg / "trainer" / "ray" / "__init__.py").write_text("")
+    (pkg / "trainer" / "ray" / "ppo_actor.py").write_text(STANDIN_PPO_ACTOR)
+    if importlib.util.find_spec("deepspeed") is None:
+        (dest / "deepspeed").mkdir(exist_ok=True)
+        (dest / "deepspeed" / "__init__.py").write_text("")
+    return dest
