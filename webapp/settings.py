@@ -105,13 +105,12 @@ INSTALLED_APPS = [
 _OPTIONAL_APPS = ["webapp.dashboard", "webapp.leaderboards"]
 INSTALLED_APPS += [app for app in _OPTIONAL_APPS if (BASE_DIR / app.replace(".", "/") / "__init__.py").exists()]
 
-# Migrations live in one package per app under migrations/ (ARCHITECTURE.md).
+# Migrations live in one package per app under migrations/ (ARCHITECTURE.md): an app label gets an
+# entry as soon as its package migrations/<label>/ exists (create it before `makemigrations <label>`).
 MIGRATION_MODULES = {
-    "accounts": "migrations.accounts",
-    "runs": "migrations.runs",
-    "tracking": "migrations.tracking",
-    "leaderboards": "migrations.leaderboards",
-    "dashboard": "migrations.dashboard",
+    label: f"migrations.{label}"
+    for label in ("accounts", "runs", "tracking", "leaderboards", "dashboard", "ops")
+    if (BASE_DIR / "migrations" / label / "__init__.py").exists()
 }
 
 AUTH_USER_MODEL = "accounts.User"
@@ -206,6 +205,8 @@ CELERY_RESULT_SERIALIZER = "json"
 CELERY_TIMEZONE = "UTC"
 CELERY_TASK_TIME_LIMIT = _env_int("CELERY_TASK_TIME_LIMIT", 5 * 60)
 CELERY_TASK_SOFT_TIME_LIMIT = _env_int("CELERY_TASK_SOFT_TIME_LIMIT", 4 * 60)
+# One queue name per deployment sharing a Redis database (the stack tests give each stack its own).
+CELERY_TASK_DEFAULT_QUEUE = _env("CELERY_TASK_DEFAULT_QUEUE", "celery")
 CELERY_TASK_ACKS_LATE = True  # a worker that dies mid-launch leaves the task for another worker
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_ALWAYS_EAGER = _env_bool("CELERY_TASK_ALWAYS_EAGER", False)
@@ -232,6 +233,8 @@ FIPO_CANCEL_GRACE_S = _env_float("FIPO_CANCEL_GRACE_S", 10.0)
 # Login / token-endpoint throttle: at most N failed attempts per window per (ip, username).
 FIPO_LOGIN_MAX_ATTEMPTS = _env_int("FIPO_LOGIN_MAX_ATTEMPTS", 10)
 FIPO_LOGIN_WINDOW_S = _env_int("FIPO_LOGIN_WINDOW_S", 300)
+# Websocket consumers re-read the stream this often (items written by other processes, e.g. a worker).
+FIPO_WS_POLL_S = _env_float("FIPO_WS_POLL_S", 2.0)
 # Default point budget of a downsampled metric series (the API caps max_points at 10x this).
 FIPO_CHART_MAX_POINTS = _env_int("FIPO_CHART_MAX_POINTS", 2000)
 
@@ -293,7 +296,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["webapp.common.parsers.StrictJSONParser"],
     "EXCEPTION_HANDLER": "webapp.common.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",

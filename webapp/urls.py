@@ -4,6 +4,7 @@ from importlib.util import find_spec
 
 from django.contrib import admin
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView
 
 
 def _optional(module: str) -> bool:
@@ -16,6 +17,9 @@ def _optional(module: str) -> bool:
 
 api_patterns = [
     path("", include("webapp.accounts.urls")),
+    path("", include("webapp.runs.urls")),
+    path("", include("webapp.tracking.urls")),
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
 ]
 if _optional("webapp.leaderboards.urls"):
     api_patterns.append(path("", include("webapp.leaderboards.urls")))

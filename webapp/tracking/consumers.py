@@ -1,11 +1,150 @@
-"""Websocket consumers (being written)."""
+"""Websockets: ``/ws/runs/<id>/?after=<pos>`` (one run's stream) and ``/ws/runs/?after=<pos>``
+(status changes of every run in the user's teams). Session auth (``AuthMiddlewareStack``).
 
+On connect the consumer joins its group(s) *first* and then replays every item with ``pos > after``
+from the database, so nothing committed in between is missed; afterwards each notice (or the poll
+tick, for items written by other processes) makes it read and send what is new. One lock serialises
+reads and sends, and ``last_pos`` only grows, so a client never sees an item twice or out of order.
+
+Close codes: 4401 not logged in, 4404 run not found or not in the user's teams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+
+from webapp.accounts.selectors import user_team_ids
+from webapp.runs.models import Run
+from webapp.tracking import stream
+
+CLOSE_NOT_AUTHENTICATED = 4401
+CLOSE_NOT_FOUND = 4404
+BATCH = 500
 
 
-class RunStreamConsumer(AsyncJsonWebsocketConsumer):
-    pass
+def _after(scope: dict[str, Any]) -> int | None:
+    """The ``after`` query parameter; None when absent or not a non-negative integer."""
+    values = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("after")
+    if not values:
+        return None
+    try:
+        value = int(values[0])
+    except ValueError:
+        return None
+    return value if value >= 0 else None
 
 
-class UserRunsConsumer(AsyncJsonWebsocketConsumer):
-    pass
+class _StreamConsumer(AsyncJsonWebsocketConsumer):
+    """Shared mechanics: groups, catch-up, notices, polling."""
+
+    groups_to_join: list[str]
+    last_pos: int
+
+    async def connect(self) -> None:
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            await self.close(code=CLOSE_NOT_AUTHENTICATED)
+            return
+        if not await self.authorize(user):
+            await self.close(code=CLOSE_NOT_FOUND)
+            return
+        self._lock = asyncio.Lock()
+        self.groups_to_join = self.group_names()
+        for group in self.groups_to_join:
+            await self.channel_layer.group_add(group, self.channel_name)
+        await self.accept()
+        after = _after(self.scope)
+        self.last_pos = await self.head() if after is None else after
+        await self.send_new()
+        self._poller = asyncio.ensure_future(self.poll())
+
+    async def disconnect(self, code: int) -> None:
+        poller = getattr(self, "_poller", None)
+        if poller is not None:
+            poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poller
+        for group in getattr(self, "groups_to_join", []):
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        """Clients only listen; anything they send is ignored."""
+
+    async def stream_notify(self, event: dict[str, Any]) -> None:
+        await self.send_new()
+
+    async def poll(self) -> None:
+        interval = settings.FIPO_WS_POLL_S
+        while True:
+            await asyncio.sleep(interval)
+            await self.send_new()
+
+    async def send_new(self) -> None:
+        async with self._lock:
+            while True:
+                messages = await self.fetch(self.last_pos)
+                for message in messages:
+                    if message["pos"] > self.last_pos:
+                        await self.send_json(message)
+                        self.last_pos = message["pos"]
+                if len(messages) < BATCH:
+                    return
+
+    # --- specialised by the two consumers
+    async def authorize(self, user: Any) -> bool:
+        raise NotImplementedError
+
+    def group_names(self) -> list[str]:
+        raise NotImplementedError
+
+    async def head(self) -> int:
+        raise NotImplementedError
+
+    async def fetch(self, after: int) -> list[dict[str, Any]]:
+        raise NotImplementedError
+
+
+class RunStreamConsumer(_StreamConsumer):
+    """One run's stream: status, metric, sample, checkpoint, eval and log items."""
+
+    async def authorize(self, user: Any) -> bool:
+        self.run_id = int(self.scope["url_route"]["kwargs"]["run_id"])
+        return await database_sync_to_async(self._visible)(user)
+
+    def _visible(self, user: Any) -> bool:
+        return Run.objects.filter(pk=self.run_id, team_id__in=user_team_ids(user=user)).exists()
+
+    def group_names(self) -> list[str]:
+        return [stream.run_group(self.run_id)]
+
+    async def head(self) -> int:
+        return await database_sync_to_async(
+            lambda: Run.objects.filter(pk=self.run_id).values_list("stream_pos", flat=True).first() or 0
+        )()
+
+    async def fetch(self, after: int) -> list[dict[str, Any]]:
+        return await database_sync_to_async(stream.stream_after)(run_id=self.run_id, after=after, limit=BATCH)
+
+
+class UserRunsConsumer(_StreamConsumer):
+    """Status changes of the runs of the user's teams (team membership read at connect)."""
+
+    async def authorize(self, user: Any) -> bool:
+        self.team_ids = await database_sync_to_async(user_team_ids)(user=user)
+        return True
+
+    def group_names(self) -> list[str]:
+        return [stream.team_group(team_id) for team_id in self.team_ids]
+
+    async def head(self) -> int:
+        return await database_sync_to_async(stream.user_stream_head)(team_ids=self.team_ids)
+
+    async def fetch(self, after: int) -> list[dict[str, Any]]:
+        return await database_sync_to_async(stream.user_stream_after)(team_ids=self.team_ids, after=after, limit=BATCH)

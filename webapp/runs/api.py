@@ -1,0 +1,193 @@
+"""Runs API (docs/api-contract.md "Runs"): thin views that call one selector or service each."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from fipo_engine import metrics_catalog
+from fipo_engine.config import PRESETS, json_schema, preset
+from webapp.accounts.models import Membership, Role, User
+from webapp.common.errors import ValidationFailed
+from webapp.common.utils import int_param, iso
+from webapp.runs import selectors, services
+from webapp.runs.models import Run, RunStatus
+
+LOG_TAIL_BYTES = 4000
+LOG_CHUNK_BYTES = 256 * 1024
+
+
+# ------------------------------------------------------------------------------- shapes
+def _writable_teams(user: User) -> set[int]:
+    return set(Membership.objects.filter(user=user, role__in=[Role.OWNER, Role.MEMBER]).values_list("team_id", flat=True))
+
+
+def run_data(run: Run, *, can_write: bool) -> dict[str, Any]:
+    """The ``Run`` shape."""
+    summary = run.summary or {}
+    return {
+        "id": run.pk, "name": run.name, "team": {"id": run.team_id, "name": run.team.name},
+        "created_by": run.created_by.username if run.created_by else "", "status": run.status,
+        "preset": run.preset, "launcher": run.launcher, "created_at": iso(run.created_at),
+        "updated_at": iso(run.updated_at), "last_step": run.last_step,
+        "summary": {k: summary.get(k) for k in ("reward/mean", "accuracy/mean", "response_length/mean")},
+        "can_launch": selectors.run_can_launch(run=run, can_write=can_write),
+        "can_cancel": selectors.run_can_cancel(run=run, can_write=can_write),
+        "url": f"/runs/{run.pk}/",
+    }
+
+
+def run_detail_data(run: Run, *, user: User) -> dict[str, Any]:
+    """The ``RunDetail`` shape. ``stream_pos`` is read first: everything shown is at least that new."""
+    run.refresh_from_db()
+    data = run_data(run, can_write=run.team_id in _writable_teams(user))
+    data.update({
+        "stream_pos": run.stream_pos,
+        "config": run.config, "schema_version": run.schema_version,
+        "transitions": [{"at": iso(t.at), "from": t.from_status, "to": t.to_status, "reason": t.reason}
+                        for t in run.transitions.order_by("id")],
+        "checkpoints": [{"step": c.step, "uri": c.uri, "at": iso(c.at)} for c in run.checkpoints.order_by("step", "id")],
+        "handle": run.handle, "last_heartbeat": iso(run.last_heartbeat),
+        "log_tail": _read_log(run, offset=None)[0],
+    })
+    return data
+
+
+def _read_log(run: Run, *, offset: int | None) -> tuple[str, int]:
+    """Text of the run log from byte ``offset`` (None: the tail), and the offset after it.
+
+    Local jobs write the log on this machine (``FIPO_RUNS_DIR/<id>/run.log``); other launchers are
+    asked through their ``read_log``.
+    """
+    _, log_path = services.run_paths(run.pk)
+    if run.launcher != "local" and run.handle:
+        from worker.launchers import LauncherError, get_launcher
+
+        try:
+            text, new_offset = get_launcher(run.launcher).read_log(run.handle, log_path, offset or 0)
+        except LauncherError:
+            return "", offset or 0
+        return (text[-LOG_TAIL_BYTES:] if offset is None else text), new_offset
+    return _read_file(log_path, offset)
+
+
+def _read_file(path: Path, offset: int | None) -> tuple[str, int]:
+    try:
+        with path.open("rb") as handle:
+            size = handle.seek(0, 2)
+            start = max(0, size - LOG_TAIL_BYTES) if offset is None else min(offset, size)
+            handle.seek(start)
+            chunk = handle.read(LOG_CHUNK_BYTES)
+    except OSError:
+        return "", offset or 0
+    return chunk.decode("utf-8", "replace"), start + len(chunk)
+
+
+def _body(request: Request) -> dict[str, Any]:
+    if not isinstance(request.data, dict):
+        raise ValidationFailed("the body must be a JSON object", fields=[{"path": "", "message": "expected an object"}])
+    return request.data
+
+
+# -------------------------------------------------------------------------------- views
+class RunListApi(APIView):
+    @extend_schema(
+        parameters=[OpenApiParameter("team", int), OpenApiParameter("status", str), OpenApiParameter("q", str),
+                    OpenApiParameter("limit", int), OpenApiParameter("offset", int)],
+        responses=OpenApiTypes.OBJECT,
+    )
+    def get(self, request: Request) -> Response:
+        params = request.query_params
+        status_filter = params.get("status") or None
+        if status_filter is not None and status_filter not in RunStatus.values:
+            raise ValidationFailed("unknown status", fields=[{"path": "status", "message": f"one of {', '.join(RunStatus.values)}"}])
+        qs = selectors.run_list(user=request.user, team_id=int_param(params, "team", lo=0, hi=2**62),
+                                status=status_filter, q=(params.get("q") or "")[:200] or None)
+        limit = int_param(params, "limit", default=100, lo=1, hi=500)
+        offset = int_param(params, "offset", default=0, lo=0, hi=2**31)
+        writable = _writable_teams(request.user)
+        page = list(qs[offset:offset + limit])
+        return Response({"count": qs.count(),
+                         "results": [run_data(run, can_write=run.team_id in writable) for run in page]})
+
+    @extend_schema(request=OpenApiTypes.OBJECT, responses={201: OpenApiTypes.OBJECT})
+    def post(self, request: Request) -> Response:
+        body = _body(request)
+        run = services.run_create(user=request.user, team_id=body.get("team"), name=body.get("name"),
+                                  preset=body.get("preset"), overrides=body.get("overrides"), config=body.get("config"))
+        return Response(run_detail_data(run, user=request.user), status=status.HTTP_201_CREATED)
+
+
+class RunDetailApi(APIView):
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    def get(self, request: Request, run_id: int) -> Response:
+        run = selectors.run_get(user=request.user, run_id=run_id)
+        return Response(run_detail_data(run, user=request.user))
+
+    @extend_schema(responses={204: None})
+    def delete(self, request: Request, run_id: int) -> Response:
+        run = selectors.run_get(user=request.user, run_id=run_id)
+        services.run_delete(user=request.user, run=run)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class RunLaunchApi(APIView):
+    @extend_schema(request=None, responses={202: OpenApiTypes.OBJECT})
+    def post(self, request: Request, run_id: int) -> Response:
+        run = selectors.run_get(user=request.user, run_id=run_id)
+        run = services.run_launch(run=run, user=request.user)
+        return Response(run_detail_data(run, user=request.user), status=status.HTTP_202_ACCEPTED)
+
+
+class RunCancelApi(APIView):
+    @extend_schema(request=None, responses={202: OpenApiTypes.OBJECT})
+    def post(self, request: Request, run_id: int) -> Response:
+        run = selectors.run_get(user=request.user, run_id=run_id)
+        run = services.run_cancel(run=run, user=request.user)
+        return Response(run_detail_data(run, user=request.user), status=status.HTTP_202_ACCEPTED)
+
+
+class RunCloneApi(APIView):
+    @extend_schema(request=None, responses={201: OpenApiTypes.OBJECT})
+    def post(self, request: Request, run_id: int) -> Response:
+        run = selectors.run_get(user=request.user, run_id=run_id)
+        clone = services.run_clone(user=request.user, run=run)
+        return Response(run_detail_data(clone, user=request.user), status=status.HTTP_201_CREATED)
+
+
+class RunLogApi(APIView):
+    @extend_schema(parameters=[OpenApiParameter("offset", int)], responses=OpenApiTypes.OBJECT)
+    def get(self, request: Request, run_id: int) -> Response:
+        run = selectors.run_get(user=request.user, run_id=run_id)
+        offset = int_param(request.query_params, "offset", default=0, lo=0, hi=2**62)
+        text, new_offset = _read_log(run, offset=offset)
+        return Response({"text": text, "offset": new_offset})
+
+
+class ConfigSchemaApi(APIView):
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    def get(self, request: Request) -> Response:
+        return Response(json_schema())
+
+
+class ConfigPresetsApi(APIView):
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    def get(self, request: Request) -> Response:
+        return Response([{"name": name, "title": title, "config": preset(name).model_dump(mode="json")}
+                         for name, (title, _) in PRESETS.items()])
+
+
+class MetricsCatalogApi(APIView):
+    @extend_schema(responses=OpenApiTypes.OBJECT)
+    def get(self, request: Request) -> Response:
+        groups = [{"name": name, "title": title} for name, title in metrics_catalog.GROUPS.items()]
+        return Response({"metrics": metrics_catalog.as_dicts(), "groups": groups})
+
+

@@ -1,0 +1,56 @@
+"""Reads of runs, always scoped to the requesting user's teams (there is no un-scoped selector,
+except ``run_for_token`` which authenticates a trainer by its run token)."""
+
+from __future__ import annotations
+
+from django.db.models import Q, QuerySet
+
+from webapp.accounts.models import User
+from webapp.accounts.selectors import user_can_write, user_team_ids
+from webapp.common.auth import token_hash
+from webapp.common.errors import NotFound, PermissionDeniedError
+from webapp.runs.models import ACTIVE_STATUSES, Run, RunStatus
+
+
+def run_list(*, user: User, team_id: int | None = None, status: str | None = None,
+             q: str | None = None) -> QuerySet[Run]:
+    """The user's runs, newest first, optionally filtered by team, status and a name search."""
+    qs = Run.objects.filter(team_id__in=user_team_ids(user=user)).select_related("team", "created_by")
+    if team_id is not None:
+        qs = qs.filter(team_id=team_id)
+    if status:
+        qs = qs.filter(status=status)
+    if q:
+        qs = qs.filter(Q(name__icontains=q) | Q(preset__icontains=q))
+    return qs.order_by("-created_at", "-id")
+
+
+def run_get(*, user: User, run_id: int) -> Run:
+    """One run of the user's teams; another team's run (or none) is ``NotFound``, never 403."""
+    run = (
+        Run.objects.filter(pk=run_id, team_id__in=user_team_ids(user=user))
+        .select_related("team", "created_by")
+        .first()
+    )
+    if run is None:
+        raise NotFound(f"run {run_id} not found")
+    return run
+
+
+def access_run_write(*, user: User, run: Run) -> None:
+    """Raise unless the user may change the run (owner or member of its team; viewers read only)."""
+    if not user_can_write(user=user, team_id=run.team_id):
+        raise PermissionDeniedError("viewers cannot change runs")
+
+
+def run_can_launch(*, run: Run, can_write: bool) -> bool:
+    return can_write and run.status == RunStatus.DRAFT
+
+
+def run_can_cancel(*, run: Run, can_write: bool) -> bool:
+    return can_write and run.status in ACTIVE_STATUSES
+
+
+def run_for_token(*, token: str) -> Run | None:
+    """The run a run token was issued for (any status: the ingest view refuses finished runs)."""
+    return Run.objects.filter(token_hash=token_hash(token)).first()

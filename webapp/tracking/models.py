@@ -1,0 +1,73 @@
+"""What a run reports: metric points, samples, and the per-run stream that websockets replay.
+
+Metrics are stored narrow: one ``MetricKey`` row per (run, name) and one ``MetricPoint`` row per
+(key, step) -> value, whose composite primary key *is* the (key, step) index every chart query uses.
+Samples keep their text in columns and their per-token arrays as one zlib-compressed float16 blob
+(``webapp.tracking.codec``).
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+
+class MetricKey(models.Model):
+    run = models.ForeignKey("runs.Run", on_delete=models.CASCADE, related_name="metric_keys")
+    name = models.CharField(max_length=200)
+
+    class Meta:
+        ordering = ("name",)
+        constraints = (models.UniqueConstraint(fields=("run", "name"), name="metrickey_run_name_unique"),)
+
+
+class MetricPoint(models.Model):
+    pk = models.CompositePrimaryKey("key", "step")
+    # No separate index: the primary key (key, step) already starts with key.
+    key = models.ForeignKey(MetricKey, on_delete=models.CASCADE, db_index=False, related_name="+")
+    step = models.IntegerField()
+    value = models.FloatField()
+
+    class Meta:
+        ordering = ("key", "step")
+
+
+class Sample(models.Model):
+    run = models.ForeignKey("runs.Run", on_delete=models.CASCADE, related_name="samples")
+    step = models.IntegerField()
+    index = models.IntegerField()
+    prompt = models.TextField()
+    response = models.TextField()
+    reward = models.FloatField(null=True)
+    correct = models.BooleanField(null=True)
+    length = models.IntegerField()
+    # zlib(header JSON + float16 arrays): tokens and per-token channels (codec.pack_sample_arrays).
+    arrays = models.BinaryField()
+
+    class Meta:
+        ordering = ("step", "index")
+        constraints = (
+            models.UniqueConstraint(fields=("run", "step", "index"), name="sample_run_step_index_unique"),
+        )
+
+
+class StreamItem(models.Model):
+    """One item of a run's stream (``pos`` increases per run); ``seq`` is set for ingested events.
+
+    The unique (run, seq) constraint is what makes ingest idempotent: an event is held at most once.
+    """
+
+    run = models.ForeignKey("runs.Run", on_delete=models.CASCADE, related_name="stream_items")
+    pos = models.BigIntegerField()
+    seq = models.BigIntegerField(null=True, blank=True)
+    type = models.CharField(max_length=16)
+    data = models.JSONField()
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ("run", "pos")
+        constraints = (
+            models.UniqueConstraint(fields=("run", "pos"), name="streamitem_run_pos_unique"),
+            models.UniqueConstraint(
+                fields=("run", "seq"), condition=models.Q(seq__isnull=False), name="streamitem_run_seq_unique"
+            ),
+        )

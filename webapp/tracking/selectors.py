@@ -1,0 +1,124 @@
+"""Reads of what runs reported: metric series (downsampled in SQL), samples. Callers pass a run that
+``webapp.runs.selectors.run_get`` already scoped to the user's teams."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import connection
+from django.db.models import QuerySet
+from django.db.models.functions import Substr
+
+from webapp.accounts.models import User
+from webapp.accounts.selectors import user_team_ids
+from webapp.common.errors import NotFound
+from webapp.runs.models import Run
+from webapp.tracking.codec import unpack_sample_arrays
+from webapp.tracking.models import MetricKey, MetricPoint, Sample
+
+SAMPLE_ORDERS = {"length": ("length", "index"), "-length": ("-length", "index"), "reward": ("reward", "index"),
+                 "-reward": ("-reward", "index"), "index": ("index",)}
+MAX_SAMPLES_LISTED = 1000
+
+# Min/max-preserving buckets in one pass over the (key, step) primary-key range. Integer division
+# floors because steps are >= lo; the product is done in 64 bits (PostgreSQL integers are 32-bit).
+# The value of a bucket is its *last* point, found by primary-key lookups of the bucket's last step.
+_BUCKET_SQL = """
+WITH agg AS (
+    SELECT ((CAST(step AS BIGINT) - %(lo)s) * %(n)s) / %(span)s AS b,
+           MIN(value) AS vmin, MAX(value) AS vmax, MAX(step) AS last_step, COUNT(*) AS cnt
+    FROM {table}
+    WHERE key_id = %(key)s AND step >= %(lo)s AND step <= %(hi)s
+    GROUP BY 1
+)
+SELECT agg.last_step, p.value, agg.vmin, agg.vmax, agg.cnt
+FROM agg JOIN {table} p ON p.key_id = %(key)s AND p.step = agg.last_step
+ORDER BY agg.b
+"""
+
+
+def metric_key_names(*, run: Run) -> list[str]:
+    return list(MetricKey.objects.filter(run=run).order_by("name").values_list("name", flat=True))
+
+
+def _empty_series() -> dict[str, Any]:
+    return {"step": [], "value": [], "min": [], "max": [], "total_points": 0, "downsampled": False}
+
+
+def metric_series(*, run: Run, names: list[str], max_points: int, step_min: int | None = None,
+                  step_max: int | None = None) -> dict[str, dict[str, Any]]:
+    """Chart-ready series per metric name: at most ``max_points`` points over [step_min, step_max].
+
+    When the range holds more points than that, it is split into ``max_points`` equal step buckets
+    and each bucket gives its last point (step, value) and its min and max, so spikes survive any
+    zoom level. Unknown names give an empty series.
+    """
+    keys = dict(MetricKey.objects.filter(run=run, name__in=names).values_list("name", "id"))
+    return {name: (_series(keys[name], max_points, step_min, step_max) if name in keys else _empty_series())
+            for name in names}
+
+
+def _series(key_id: int, max_points: int, step_min: int | None, step_max: int | None) -> dict[str, Any]:
+    table = connection.ops.quote_name(MetricPoint._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT MIN(step), MAX(step) FROM {table} WHERE key_id = %s", [key_id])
+        first, last = cursor.fetchone()
+        if first is None:
+            return _empty_series()
+        lo = first if step_min is None else max(first, step_min)
+        hi = last if step_max is None else min(last, step_max)
+        if lo > hi:
+            return _empty_series()
+        span = hi - lo + 1
+        cursor.execute(_BUCKET_SQL.format(table=table),
+                       {"key": key_id, "lo": lo, "hi": hi, "n": max_points, "span": span})
+        rows = cursor.fetchall()
+        total = sum(r[4] for r in rows)
+        if total <= max_points and len(rows) < total:  # few points, but some shared a bucket: send them all
+            cursor.execute(
+                f"SELECT step, value, value, value, 1 FROM {table} WHERE key_id = %s AND step >= %s AND step <= %s "
+                "ORDER BY step", [key_id, lo, hi],
+            )
+            rows = cursor.fetchall()
+    return {
+        "step": [r[0] for r in rows],
+        "value": [r[1] for r in rows],
+        "min": [r[2] for r in rows],
+        "max": [r[3] for r in rows],
+        "total_points": total,
+        "downsampled": total > len(rows),
+    }
+
+
+def sample_steps(*, run: Run) -> list[int]:
+    return list(Sample.objects.filter(run=run).order_by("step").values_list("step", flat=True).distinct())
+
+
+def sample_list(*, run: Run, step: int | None, min_reward: float | None = None, max_reward: float | None = None,
+                order: str = "index") -> tuple[list[int], QuerySet[Sample], int | None]:
+    """(available steps, samples of ``step`` (default: the latest) with a 300-char prompt, the step)."""
+    steps = sample_steps(run=run)
+    if step is None:
+        step = steps[-1] if steps else None
+    qs = Sample.objects.filter(run=run, step=step).annotate(prompt_head=Substr("prompt", 1, 300)).only(
+        "id", "step", "index", "reward", "correct", "length")
+    if min_reward is not None:
+        qs = qs.filter(reward__gte=min_reward)
+    if max_reward is not None:
+        qs = qs.filter(reward__lte=max_reward)
+    return steps, qs.order_by(*SAMPLE_ORDERS[order])[:MAX_SAMPLES_LISTED], step
+
+
+def sample_get(*, user: User, sample_id: int) -> Sample:
+    """One sample of a run in the user's teams (else ``NotFound``)."""
+    sample = Sample.objects.filter(pk=sample_id, run__team_id__in=user_team_ids(user=user)).first()
+    if sample is None:
+        raise NotFound(f"sample {sample_id} not found")
+    return sample
+
+
+def sample_detail(sample: Sample) -> dict[str, Any]:
+    tokens, channels = unpack_sample_arrays(sample.arrays)
+    return {"id": sample.pk, "run": sample.run_id, "step": sample.step, "index": sample.index,
+            "prompt": sample.prompt, "response": sample.response, "reward": sample.reward,
+            "correct": sample.correct, "length": sample.length, "tokens": tokens, "channels": channels}

@@ -1,0 +1,216 @@
+"""The ingest path of the tracking protocol: one batch of events from a trainer, in one transaction.
+
+* idempotent on (run, seq): a seq already held is a duplicate, counted and skipped;
+* every valid event is kept; each invalid one is answered with its seq and the reason, and recorded
+  as a ``log`` stream item so that it still counts as held (``acked_seq`` never sticks on it);
+* metric points are bulk-upserted into the narrow (key, step) -> value table, samples compressed;
+* any request counts as a heartbeat; the first event moves a starting (or lost) run to running;
+  ``status`` events finish the run; after a cancel request, a ``failed`` report means ``cancelled``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from webapp.common.errors import PermissionDeniedError, ValidationFailed
+from webapp.runs.models import FINAL_STATUSES, Checkpoint, Run, RunStatus
+from webapp.runs.services import _transition_locked, run_lock
+from webapp.tracking.codec import pack_sample_arrays
+from webapp.tracking.events import Event, Rejected, parse_event, seq_of
+from webapp.tracking.models import MetricKey, MetricPoint, Sample, StreamItem
+from webapp.tracking.signals import eval_ingested
+from webapp.tracking.stream import notify_on_commit, stream_append
+
+logger = logging.getLogger(__name__)
+
+MAX_EVENTS_PER_BATCH = 20_000
+SUMMARY_KEYS = ("reward/mean", "accuracy/mean", "response_length/mean")
+PROMPT_PREVIEW = 300
+
+
+@dataclass
+class IngestResult:
+    acked_seq: int
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"acked_seq": self.acked_seq, "accepted": self.accepted, "duplicates": self.duplicates,
+                "rejected": self.rejected}
+
+
+def sample_summary(sample: Sample, prompt: str | None = None) -> dict[str, Any]:
+    """The list-endpoint shape of a sample (also the ``sample`` stream item's data)."""
+    text = sample.prompt if prompt is None else prompt
+    return {"id": sample.pk, "step": sample.step, "index": sample.index, "prompt": text[:PROMPT_PREVIEW],
+            "reward": sample.reward, "correct": sample.correct, "length": sample.length}
+
+
+def _split(raw_events: Iterable[Any], held: set[int]) -> tuple[list[Event], list[tuple[int | None, str]], int]:
+    """Valid new events (seq order), rejections (seq, reason), and the number of duplicates."""
+    valid: list[Event] = []
+    rejected: list[tuple[int | None, str]] = []
+    duplicates = 0
+    seen: set[int] = set()
+    for raw in raw_events:
+        seq = seq_of(raw)
+        if seq is not None and (seq in held or seq in seen):
+            duplicates += 1
+            continue
+        try:
+            event = parse_event(raw)
+        except Rejected as exc:
+            rejected.append((seq, str(exc)))
+        else:
+            valid.append(event)
+        if seq is not None:
+            seen.add(seq)
+    valid.sort(key=lambda e: e.seq)
+    return valid, rejected, duplicates
+
+
+def events_ingest(*, run_id: int, events: Any) -> IngestResult:
+    """Store one batch of events for a run (see the module docstring)."""
+    if not isinstance(events, list):
+        raise ValidationFailed("the body must be a JSON list of events",
+                               fields=[{"path": "", "message": "expected a list"}])
+    if len(events) > MAX_EVENTS_PER_BATCH:
+        raise ValidationFailed(f"at most {MAX_EVENTS_PER_BATCH} events per request",
+                               fields=[{"path": "", "message": "too many events"}])
+    with transaction.atomic():
+        run = run_lock(run_id)
+        if run.status in FINAL_STATUSES or run.status == RunStatus.DRAFT:
+            raise PermissionDeniedError(f"run {run_id} is {run.status}: its token no longer accepts events")
+        seqs = [s for s in (seq_of(raw) for raw in events) if s is not None]
+        held = set(StreamItem.objects.filter(run_id=run.pk, seq__in=seqs).values_list("seq", flat=True)) if seqs else set()
+        valid, rejected, duplicates = _split(events, held)
+        result = IngestResult(acked_seq=run.acked_seq, duplicates=duplicates)
+        _store(run, valid, rejected, result)
+        run.last_heartbeat = timezone.now()
+        run.acked_seq = _contiguous(run)
+        run.save(update_fields=["last_heartbeat", "acked_seq", "stream_pos", "last_step", "summary", "updated_at"])
+        result.acked_seq = run.acked_seq
+        if valid or rejected:
+            notify_on_commit(run_id=run.pk, team_id=run.team_id, status_changed=False)
+    return result
+
+
+def _contiguous(run: Run) -> int:
+    """Highest seq such that every seq from 1 to it is held (normally one short query)."""
+    acked = run.acked_seq
+    above = StreamItem.objects.filter(run_id=run.pk, seq__gt=acked).order_by("seq").values_list("seq", flat=True)
+    for seq in above.iterator(chunk_size=2000):
+        if seq != acked + 1:
+            break
+        acked = seq
+    return acked
+
+
+def _store(run: Run, valid: list[Event], rejected: list[tuple[int | None, str]], result: IngestResult) -> None:
+    items: list[tuple[str, dict[str, Any], int | None]] = []
+    if valid and run.status in {RunStatus.STARTING, RunStatus.LOST}:
+        reason = "first event received" if run.status == RunStatus.STARTING else "events arrived again"
+        _transition_locked(run=run, to=RunStatus.RUNNING, reason=reason)
+
+    _store_metrics(run, [e for e in valid if e.type == "metric"])
+    samples = _store_samples(run, [e for e in valid if e.type == "sample"], rejected)
+    rejected_seqs = {seq for seq, _ in rejected}
+    for event in valid:
+        if event.seq in rejected_seqs:  # rejected while storing (duplicate sample)
+            continue
+        if event.type == "status":
+            items.extend(_status_items(run, event, flush=items))
+            continue
+        if event.type == "metric":
+            items.append(("metric", event.payload, event.seq))
+        elif event.type == "sample":
+            items.append(("sample", sample_summary(samples[event.seq]), event.seq))
+        elif event.type == "checkpoint":
+            Checkpoint.objects.create(run=run, step=event.payload["step"], uri=event.payload["uri"])
+            items.append(("checkpoint", event.payload, event.seq))
+        elif event.type == "eval":
+            items.append(("eval", event.payload, event.seq))
+            for receiver, response in eval_ingested.send_robust(sender=Run, run=run, event=event.payload, seq=event.seq):
+                if isinstance(response, Exception):
+                    logger.error("eval_ingested receiver %s failed for run %s: %r", receiver, run.pk, response)
+        else:
+            items.append(("log", event.payload, event.seq))
+        result.accepted += 1
+    for seq, reason in rejected:
+        result.rejected.append({"seq": seq, "reason": reason})
+        if seq is not None:  # held as a log line, so acked_seq moves past it and the UI shows why
+            items.append(("log", {"text": f"event seq {seq} rejected: {reason}", "rejected": True}, seq))
+    stream_append(run=run, items=items)
+
+
+def _status_items(run: Run, event: Event, flush: list[tuple[str, dict[str, Any], int | None]]
+                  ) -> list[tuple[str, dict[str, Any], int | None]]:
+    """Apply a ``status`` event. A real transition appends its own status item (carrying the seq), so
+    the items gathered so far are appended first to keep stream order == seq order."""
+    state, message = event.payload["state"], event.payload["message"]
+    target = state
+    if state == RunStatus.FAILED and run.cancel_requested_at is not None:
+        target = RunStatus.CANCELLED
+        message = f"cancelled (trainer reported: {message or 'failed'})"
+    if target == run.status:
+        return [("log", {"text": f"status {state}" + (f": {message}" if message else "")}, event.seq)]
+    stream_append(run=run, items=flush)
+    flush.clear()
+    _transition_locked(run=run, to=target, reason=message or f"trainer reported {state}", seq=event.seq)
+    return []
+
+
+def _store_metrics(run: Run, events: list[Event]) -> None:
+    if not events:
+        return
+    names = sorted({name for e in events for name in e.payload["values"]})
+    keys = dict(MetricKey.objects.filter(run_id=run.pk, name__in=names).values_list("name", "id"))
+    missing = [MetricKey(run_id=run.pk, name=name) for name in names if name not in keys]
+    if missing:
+        for key in MetricKey.objects.bulk_create(missing):
+            keys[key.name] = key.pk
+    points: dict[tuple[int, int], float] = {}
+    for event in events:  # seq order: a later event for the same (key, step) wins
+        step = event.payload["step"]
+        for name, value in event.payload["values"].items():
+            points[(keys[name], step)] = value
+    MetricPoint.objects.bulk_create(
+        [MetricPoint(key_id=k, step=s, value=v) for (k, s), v in points.items()],
+        update_conflicts=True, unique_fields=["key", "step"], update_fields=["value"], batch_size=5000,
+    )
+    last = max(events, key=lambda e: (e.payload["step"], e.seq))
+    if run.last_step is None or last.payload["step"] >= run.last_step:
+        run.last_step = last.payload["step"]
+        summary = dict(run.summary or {})
+        summary.update({k: last.payload["values"][k] for k in SUMMARY_KEYS if k in last.payload["values"]})
+        run.summary = summary
+
+
+def _store_samples(run: Run, events: list[Event], rejected: list[tuple[int | None, str]]) -> dict[int, Sample]:
+    if not events:
+        return {}
+    wanted = {(e.payload["step"], e.payload["index"]) for e in events}
+    steps = {s for s, _ in wanted}
+    taken = set(Sample.objects.filter(run_id=run.pk, step__in=steps).values_list("step", "index"))
+    rows: dict[int, Sample] = {}
+    for event in events:
+        p = event.payload
+        where = (p["step"], p["index"])
+        if where in taken:
+            rejected.append((event.seq, f"a sample for step {where[0]} index {where[1]} is already stored"))
+            continue
+        taken.add(where)
+        rows[event.seq] = Sample(
+            run_id=run.pk, step=p["step"], index=p["index"], prompt=p["prompt"], response=p["response"],
+            reward=p["reward"], correct=p["correct"], length=p["length"],
+            arrays=pack_sample_arrays(p["tokens"], p["channels"]),
+        )
+    Sample.objects.bulk_create(list(rows.values()))
+    return rows

@@ -1,0 +1,115 @@
+"""The per-run stream: append items under the run's row lock, read them back, notify after commit.
+
+Every change a browser must see (status change, metric, sample, checkpoint, eval, log) is one
+``StreamItem`` with a ``pos`` that increases per run. Websocket consumers replay ``pos > after`` on
+connect and then follow notices; a notice carries no data (consumers read the rows), so a lost or
+duplicated notice can never make a client skip or repeat an item.
+
+Notices are sent with ``transaction.on_commit``, i.e. only for committed rows. Only the web process
+needs to send them: with the in-memory channel layer a worker's ``group_send`` reaches nobody, so a
+Celery worker skips it, and consumers also poll every ``FIPO_WS_POLL_S`` seconds to pick up items
+written by other processes (worker transitions in the embedded mode).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import InMemoryChannelLayer, get_channel_layer
+from django.db import transaction
+
+from webapp.runs.models import Run, RunTransition
+from webapp.tracking.models import StreamItem
+
+logger = logging.getLogger(__name__)
+
+STREAM_TYPES = ("status", "metric", "sample", "checkpoint", "eval", "log")
+NOTIFY_TYPE = "stream.notify"  # handled by the consumers' ``stream_notify``
+
+_in_worker_process = False
+
+
+def mark_worker_process() -> None:
+    """Called by the Celery worker at start: skip notices the in-memory layer could not deliver."""
+    global _in_worker_process
+    _in_worker_process = True
+
+
+def run_group(run_id: int) -> str:
+    return f"fipo.run.{run_id}"
+
+
+def team_group(team_id: int) -> str:
+    return f"fipo.team.{team_id}"
+
+
+def stream_append(*, run: Run, items: Sequence[tuple[str, dict[str, Any], int | None]]) -> list[StreamItem]:
+    """Append ``(type, data, seq)`` items to a run's stream. The caller holds the run's row lock
+    (``select_for_update``) and saves ``run.stream_pos`` afterwards."""
+    if not items:
+        return []
+    rows = [
+        StreamItem(run_id=run.pk, pos=run.stream_pos + i, type=type_, data=data, seq=seq)
+        for i, (type_, data, seq) in enumerate(items, start=1)
+    ]
+    StreamItem.objects.bulk_create(rows)
+    run.stream_pos += len(rows)
+    return rows
+
+
+def item_message(item: StreamItem) -> dict[str, Any]:
+    """The websocket message of one item (docs/api-contract.md "Websockets")."""
+    return {"pos": item.pos, "type": item.type, "data": item.data}
+
+
+def stream_after(*, run_id: int, after: int, limit: int = 500) -> list[dict[str, Any]]:
+    """Messages of the run's items with ``pos > after``, oldest first (at most ``limit``)."""
+    items = StreamItem.objects.filter(run_id=run_id, pos__gt=after).order_by("pos")[:limit]
+    return [item_message(item) for item in items]
+
+
+def transition_message(transition: RunTransition) -> dict[str, Any]:
+    """A status change as a message; ``pos`` is the transition id in the per-user stream."""
+    return {"pos": transition.pk, "type": "status", "data": status_data(transition)}
+
+
+def status_data(transition: RunTransition) -> dict[str, Any]:
+    return {
+        "run": transition.run_id,
+        "status": transition.to_status,
+        "from": transition.from_status,
+        "reason": transition.reason,
+        "at": transition.at.isoformat().replace("+00:00", "Z"),
+    }
+
+
+def user_stream_after(*, team_ids: Iterable[int], after: int, limit: int = 500) -> list[dict[str, Any]]:
+    """Status changes of runs in these teams with transition id ``> after``, oldest first."""
+    rows = RunTransition.objects.filter(run__team_id__in=list(team_ids), pk__gt=after).order_by("pk")[:limit]
+    return [transition_message(t) for t in rows]
+
+
+def user_stream_head(*, team_ids: Iterable[int]) -> int:
+    last = RunTransition.objects.filter(run__team_id__in=list(team_ids)).order_by("-pk").values_list("pk", flat=True)
+    return last.first() or 0
+
+
+def notify_on_commit(*, run_id: int, team_id: int, status_changed: bool) -> None:
+    """After the current transaction commits, tell the run's (and on status changes the team's)
+    websocket consumers that new items exist."""
+    groups = [run_group(run_id)] + ([team_group(team_id)] if status_changed else [])
+    transaction.on_commit(lambda: _send_notices(groups))
+
+
+def _send_notices(groups: list[str]) -> None:
+    layer = get_channel_layer()
+    if layer is None or (_in_worker_process and isinstance(layer, InMemoryChannelLayer)):
+        return
+    try:
+        for group in groups:
+            async_to_sync(layer.group_send)(group, {"type": NOTIFY_TYPE})
+    except Exception:  # a notice is an optimisation: consumers also poll; never fail the request
+        logger.warning("could not send websocket notice to %s", groups, exc_info=True)
