@@ -8,13 +8,14 @@ and cancel a second job with the stop confirmed by Ray.
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from fipo_engine.config import apply_overrides, preset
-from tests.worker.conftest_ray import IngestServer, free_port, job_env, start_head
+from tests.worker.conftest_ray import REPO, IngestServer, free_port, job_env, start_head
 from worker.launchers.base import LauncherError, LaunchSpec, get_launcher
 from worker.launchers.ray import (
     RayJobsClient,
@@ -148,3 +149,61 @@ def test_fipo_train_job_reports_to_control_plane_and_second_job_is_cancelled(ray
     assert {"metric", "status"} <= types, events[:5]
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))  # in order, exactly once
     assert any(e["type"] == "status" and e.get("state") == "succeeded" for e in events)
+
+
+PROBE = '''
+import json
+import ray
+
+ray.init()
+
+
+@ray.remote(num_cpus=1)
+def probe():
+    import torch
+
+    import openrlhf.models
+    from fipo_engine.algorithms import PolicyLossConfig, policy_loss
+    from openrlhf.trainer.ray import ppo_actor
+
+    g = torch.Generator().manual_seed(0)
+    old = -torch.rand(4, 16, generator=g) * 2
+    new = old + 0.5 * torch.randn(4, 16, generator=g)
+    adv = torch.randn(4, 1, generator=g).expand(4, 16)
+    mask = torch.ones(4, 16, dtype=torch.bool)
+    trainer = ppo_actor.ActorPPOTrainer()
+    status = trainer.training_step((new, old, adv, mask), 0.0, 0)
+    ours = policy_loss("fipo", new, old, adv, mask, PolicyLossConfig.fipo_7b())
+    return {"models": openrlhf.models.PolicyLoss.__name__, "ppo_actor": ppo_actor.PolicyLoss.__name__,
+            "safety": trainer.actor_loss_fn.loss_config.safety_thresh,
+            "equal": bool(torch.equal(status["metrics"]["policy_loss"], ours.loss)),
+            "fipo_metrics": sum(k.startswith("fipo:") for k in status["metrics"])}
+
+
+print("PROBE " + json.dumps(ray.get(probe.remote())))
+'''
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_setup_hook_swaps_the_loss_inside_a_ray_worker(ray_head: str, tmp_path: Path) -> None:
+    """A job with the launcher's runtime env hook: the worker's OpenRLHF PolicyLoss is ours, configured
+    from $FIPO_CONFIG_JSON (here the 7B preset: safety threshold 3)."""
+    from tests.engine.test_openrlhf_wheel import extract, standin_site
+    from worker.launchers.ray import SETUP_HOOK
+
+    site = standin_site(extract(tmp_path / "wheel"), tmp_path / "site")
+    script = tmp_path / "probe.py"
+    script.write_text(PROBE)
+    env = job_env(PYTHONPATH=f"{site}:{REPO}", FIPO_CONFIG_JSON=preset("fipo-7b").model_dump_json())
+    client = RayJobsClient(ray_head)
+    sub_id = client.submit({"entrypoint": f"{sys.executable} {script}", "submission_id": "fipo-hook-probe",
+                            "runtime_env": {"env_vars": env, "worker_process_setup_hook": SETUP_HOOK}})
+    launcher = RayLauncher()
+    final = wait_for(launcher, job_url(ray_head, sub_id), {"succeeded", "failed", "stopped"}, 120)
+    logs = client.logs(sub_id)
+    assert final.state == "succeeded", logs[-3000:]
+    result = json.loads(logs.split("PROBE ", 1)[1].splitlines()[0])
+    assert result == {"models": "FipoPolicyLoss", "ppo_actor": "FipoPolicyLoss", "safety": 3.0, "equal": True,
+                      "fipo_metrics": result["fipo_metrics"]}
+    assert result["fipo_metrics"] > 10
