@@ -138,6 +138,8 @@ def windowed_discounted_sum(x: Tensor, gamma: float, window: int) -> Tensor:
     Bounded windows use S_t − γ^(W+1)·S_{t+W+1} on float64 suffix sums: nothing overflows, and the
     cancellation error is ~1e-16 relative to S (in float32 it would be ~1e-7·|S|).
     """
+    if window == 0:
+        return x.clone()  # exactly the current term (S_t − γ·S_{t+1} would round)
     if window < 0 or window + 1 >= x.shape[-1]:
         return discounted_suffix_sum(x, gamma)
     suffix = discounted_suffix_sum(x.to(torch.float64), gamma)
