@@ -1,0 +1,146 @@
+"""Writes of leaderboards: record a run's ``eval`` event, add an external model's result.
+
+Both take the JSON of ``fipo eval`` (``EvalResult.to_dict()`` / the ``eval`` tracking event,
+docs/api-contract.md) and validate it before saving: rates are fractions in [0, 1], ``k`` and
+``n_problems`` positive, the interval ordered. Reference rows (the paper's figures) are created by
+a data migration only and are never written here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from django.db import transaction
+
+from webapp.accounts.models import Team, User
+from webapp.accounts.selectors import user_can_write
+from webapp.common.errors import NotFound, PermissionDeniedError, ValidationFailed
+from webapp.leaderboards.models import LeaderboardEntry
+from webapp.runs.models import Run
+
+MAX_BENCHMARK_LENGTH = 100
+_RATES = ("pass_at_1", "cons_at_k", "pass_at_k", "truncation_rate")
+# Keys of the eval JSON that have a column; everything else small goes to ``details``.
+_COLUMNS = {"benchmark", "step", "pass_at_1", "pass_at_1_ci", "cons_at_k", "pass_at_k", "k", "n_problems",
+            "truncation_rate", "temperature", "top_p", "max_new_tokens", "max_tokens", "problems", "settings"}
+_DETAIL_KEYS = ("grader", "n_samples", "response_length_mean", "response_length_p75")
+
+
+def _fraction(data: Mapping[str, Any], key: str, errors: list[dict[str, str]], *, required: bool = False) -> float | None:
+    value = data.get(key)
+    if value is None:
+        if required:
+            errors.append({"path": key, "message": "required"})
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or not 0 <= value <= 1:
+        errors.append({"path": key, "message": "must be a number between 0 and 1"})
+        return None
+    return float(value)
+
+
+def _positive_int(data: Mapping[str, Any], key: str, errors: list[dict[str, str]]) -> int | None:
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        errors.append({"path": key, "message": "must be a non-negative integer"})
+        return None
+    return value
+
+
+def _number(value: Any, key: str, errors: list[dict[str, str]]) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        errors.append({"path": key, "message": "must be a number"})
+        return None
+    return float(value)
+
+
+def clean_benchmark(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip() or len(value.strip()) > MAX_BENCHMARK_LENGTH:
+        raise ValidationFailed("benchmark must be a non-empty name of at most 100 characters",
+                               fields=[{"path": "benchmark", "message": "invalid"}])
+    return value.strip()
+
+
+def clean_eval_result(data: Any) -> dict[str, Any]:
+    """Validated entry fields from an eval result / ``eval`` event; raises ``ValidationFailed``."""
+    if not isinstance(data, Mapping):
+        raise ValidationFailed("an eval result must be a JSON object")
+    errors: list[dict[str, str]] = []
+    fields: dict[str, Any] = {key: _fraction(data, key, errors, required=key == "pass_at_1") for key in _RATES}
+    fields["k"] = _positive_int(data, "k", errors)
+    fields["n_problems"] = _positive_int(data, "n_problems", errors)
+    step = data.get("step")
+    if step is not None and (isinstance(step, bool) or not isinstance(step, int)):
+        errors.append({"path": "step", "message": "must be an integer"})
+    fields["step"] = step if isinstance(step, int) and not isinstance(step, bool) else None
+    ci = data.get("pass_at_1_ci")
+    low = high = None
+    if ci is not None:
+        if (not isinstance(ci, list | tuple) or len(ci) != 2
+                or any(isinstance(x, bool) or not isinstance(x, int | float) or not 0 <= x <= 1 for x in ci)
+                or ci[0] > ci[1]):
+            errors.append({"path": "pass_at_1_ci", "message": "must be [low, high] with 0 <= low <= high <= 1"})
+        else:
+            low, high = float(ci[0]), float(ci[1])
+    fields["pass_at_1_ci_low"], fields["pass_at_1_ci_high"] = low, high
+    settings = data.get("settings") if isinstance(data.get("settings"), Mapping) else {}
+    fields["temperature"] = _number(data.get("temperature", settings.get("temperature")), "temperature", errors)
+    fields["top_p"] = _number(data.get("top_p", settings.get("top_p")), "top_p", errors)
+    max_tokens = data.get("max_tokens", data.get("max_new_tokens", settings.get("max_new_tokens")))
+    fields["max_tokens"] = _positive_int({"max_tokens": max_tokens}, "max_tokens", errors)
+    if errors:
+        raise ValidationFailed("invalid eval result: " + "; ".join(f"{e['path']}: {e['message']}" for e in errors),
+                               fields=errors)
+    details = {key: data[key] for key in _DETAIL_KEYS if key in data}
+    if settings.get("model"):
+        details["model"] = str(settings["model"])[:500]
+    fields["details"] = details
+    return fields
+
+
+@transaction.atomic
+def entry_record_eval(*, run: Run, data: Mapping[str, Any]) -> LeaderboardEntry:
+    """Record a run's ``eval`` event (from ingest or an eval job) as the run's entry for that step.
+
+    Idempotent per (run, benchmark, step): a re-sent event updates the same row.
+    """
+    benchmark = clean_benchmark(data.get("benchmark") if isinstance(data, Mapping) else None)
+    fields = clean_eval_result(data)
+    step = fields.pop("step")
+    entry = (LeaderboardEntry.objects.select_for_update()
+             .filter(run=run, benchmark=benchmark, step=step).order_by("id").first())
+    if entry is None:
+        return LeaderboardEntry.objects.create(run=run, team_id=run.team_id, benchmark=benchmark, step=step,
+                                               model_name="", **fields)
+    for key, value in fields.items():
+        setattr(entry, key, value)
+    entry.save()
+    return entry
+
+
+@transaction.atomic
+def entry_create_external(*, user: User, team_id: Any, benchmark: Any, model_name: Any,
+                          result: Any) -> LeaderboardEntry:
+    """Put an external model on a team's board from a ``fipo eval --responses ... --json`` result."""
+    if isinstance(team_id, bool) or not isinstance(team_id, int):
+        raise ValidationFailed("team must be a team id", fields=[{"path": "team", "message": "required"}])
+    if not Team.objects.filter(pk=team_id, memberships__user=user).exists():
+        raise NotFound(f"team {team_id} not found")
+    if not user_can_write(user=user, team_id=team_id):
+        raise PermissionDeniedError("viewers cannot add leaderboard entries")
+    name = model_name.strip() if isinstance(model_name, str) else ""
+    if not name or len(name) > 200:
+        raise ValidationFailed("model_name must be a non-empty name of at most 200 characters",
+                               fields=[{"path": "model_name", "message": "invalid"}])
+    bench = clean_benchmark(benchmark)
+    if isinstance(result, Mapping) and result.get("benchmark") not in (None, bench):
+        raise ValidationFailed(f"the result is for benchmark {result.get('benchmark')!r}, not {bench!r}",
+                               fields=[{"path": "result.benchmark", "message": "mismatch"}])
+    fields = clean_eval_result(result)
+    fields.pop("step")
+    return LeaderboardEntry.objects.create(team_id=team_id, benchmark=bench, model_name=name, **fields)
