@@ -147,10 +147,17 @@ def test_20k_token_sample_heatmap_and_tooltip(page: Any, dashboard_server: Dashb
     assert "token 6 of 20480" in text
     for label in ("future-KL", "influence weight", "advantage", "ratio", "logprob", "old logprob", "entropy"):
         assert label in text
-    # keyboard: arrow keys move the focus (and the tooltip) to the next token
-    page.focus("#tokens span[data-i='5']")
+    # keyboard: focus enters at the first token, arrow keys move it (and the tooltip)
+    page.focus("#tokens")
+    assert "token 1 of 20480" in tip.inner_text()
     page.keyboard.press("ArrowRight")
-    assert "token 7 of 20480" in tip.inner_text()
+    page.keyboard.press("ArrowRight")
+    assert "token 3 of 20480" in tip.inner_text()
+    assert page.evaluate("() => document.activeElement.dataset.i") == "2"
+    # a click makes that token the keyboard position
+    page.click("#tokens span[data-i='40']")
+    page.keyboard.press("ArrowLeft")
+    assert "token 40 of 20480" in tip.inner_text()
     # a channel switch recolours without re-rendering; the strip chart jumps to a token
     page.click("button[data-channel='ratio']")
     assert page.locator("button[data-channel='ratio']").get_attribute("aria-pressed") == "true"
@@ -212,9 +219,14 @@ def test_another_teams_run_is_not_reachable(page: Any, dashboard_server: Dashboa
 
 def test_leaderboard_page_renders_a_state(page: Any, shoot: Any) -> None:
     page.goto("/leaderboards/")
-    page.wait_for_url("**/leaderboards/aime-2024/")
+    assert "/leaderboards/aime-2024/" in page.url
     page.wait_for_selector("#board .state:not(.loading), #board table")
     page.click("#scope-global")
     assert "scope=global" in page.url
     page.wait_for_selector("#board .state:not(.loading), #board table")
+    # the paper's figures, when the leaderboard has them, are tagged as reported
+    for row in page.locator("#board tr[data-kind='reported']").all():
+        assert "reported" in row.inner_text()
     shoot(page, "leaderboard")
+    page.goto("/leaderboards/no-such-benchmark/")
+    page.wait_for_selector("#board .state:not(.loading), #board table")

@@ -85,6 +85,10 @@ export class TokenHeatmap {
     els.tokens.addEventListener("focusin", (e) => this.onFocus(e));
     els.tokens.addEventListener("focusout", () => this.hideTip());
     els.tokens.addEventListener("keydown", (e) => this.onKey(e));
+    els.tokens.addEventListener("click", (e) => {
+      const span = e.target.closest && e.target.closest("span[data-i]");
+      if (span) this.focusToken(+span.dataset.i, false);
+    });
     els.strip.addEventListener("click", (e) => this.onStripClick(e));
     els.strip.addEventListener("keydown", (e) => this.onStripKey(e));
     this.stripCursor = 0;

@@ -50,6 +50,16 @@ export function flatten(obj, prefix = "", out = {}) {
   return out;
 }
 
+/** The value at a dotted path of a nested config (undefined when absent). */
+export function getPath(obj, path) {
+  let node = obj;
+  for (const part of path.split(".")) {
+    if (node === null || typeof node !== "object" || !(part in node)) return undefined;
+    node = node[part];
+  }
+  return node;
+}
+
 const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
 
 function rangeHint(k) {
@@ -136,15 +146,18 @@ export class SchemaForm {
 
   /** Put a full config into the inputs and remember it (or `baseline`) as what "changed" compares to. */
   setValues(config, baseline = config) {
-    this.baseline = flatten(baseline);
-    const flat = flatten(config);
-    for (const [path, f] of this.fields) this.write(f, path in flat ? flat[path] : this.defaultFor(path));
+    this.baseline = this.valuesOf(baseline);
+    for (const [path, f] of this.fields) {
+      const v = getPath(config, path);
+      this.write(f, v === undefined ? this.baseline[path] : v);
+    }
     this.clearErrors();
     this.refreshChanged();
   }
 
-  defaultFor(path) {
-    return this.baseline[path];
+  /** {field path: value} of a nested config, one entry per form field (free dicts stay whole). */
+  valuesOf(config) {
+    return Object.fromEntries([...this.fields.keys()].map((p) => [p, getPath(config, p)]));
   }
 
   write(f, v) {

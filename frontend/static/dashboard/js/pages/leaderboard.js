@@ -20,11 +20,12 @@ function withCi(p, ci) {
   return pct(p);
 }
 
-function runCell(e) {
-  const run = e.run;
-  if (run && typeof run === "object") return h("a", { href: run.url || `/runs/${run.id}/` }, run.name || `#${run.id}`);
-  if (typeof run === "number") return h("a", { href: `/runs/${run}/` }, e.run_name || `#${run}`);
-  return e.run_name || "–";
+function isReported(e) {
+  return Boolean(e.is_reference || e.reported || e.kind === "reference" || (e.details && e.details.reported));
+}
+
+function runId(e) {
+  return e.run && typeof e.run === "object" ? e.run.id : e.run;
 }
 
 function render(data) {
@@ -35,22 +36,25 @@ function render(data) {
   }
   const tbody = h("tbody");
   entries.forEach((e, i) => {
-    const reported = Boolean(e.reported);
-    const ckpt = e.checkpoint_step ?? e.step ?? (e.checkpoint && e.checkpoint.step);
-    tbody.append(h(`tr${reported ? ".reported" : ""}`, {},
+    const reported = isReported(e);
+    const id = runId(e);
+    const step = e.step ?? e.checkpoint_step;
+    const team = e.team_name || (e.team && typeof e.team === "object" ? e.team.name : null);
+    tbody.append(h(`tr${reported ? ".reported" : ""}`, { "data-kind": reported ? "reported" : e.kind || "run" },
       h("td.num", {}, String(e.rank ?? i + 1)),
-      h("td", {}, e.label || e.model || e.name || (e.run && e.run.name) || "–", reported ? h("span", {}, " ", h("span.tag.reported", {}, "reported")) : null,
-        e.team ? h("div.muted.small", {}, typeof e.team === "object" ? e.team.name : e.team) : null),
+      h("td", {}, e.name || e.label || e.model || "–", reported ? h("span", {}, " ", h("span.tag.reported", { title: e.source || "" }, "reported")) : null,
+        team ? h("div.muted.small", {}, team) : null),
       h("td.num", {}, withCi(e.pass_at_1, e.pass_at_1_ci ?? e.ci)),
+      h("td.num", {}, e.cons_at_k === null || e.cons_at_k === undefined ? "–" : pct(e.cons_at_k)),
       h("td.num", {}, fmt(e.k)), h("td.num", {}, fmt(e.temperature)), h("td.num", {}, fmt(e.top_p)),
       h("td.num", {}, fmt(e.max_tokens ?? e.max_new_tokens)),
       h("td.num", {}, e.truncation_rate === null || e.truncation_rate === undefined ? "–" : `${pct(e.truncation_rate)}%`),
-      h("td.small", {}, fmtTime(e.date || e.created_at || e.evaluated_at)),
-      h("td", {}, reported ? h("span.muted", {}, e.source || "paper") : runCell(e)),
-      h("td.num", {}, ckpt === undefined || ckpt === null ? "–" : (e.run && !reported ? h("a", { href: `/runs/${e.run.id ?? e.run}/` }, `step ${ckpt}`) : `step ${ckpt}`))));
+      h("td.small", {}, reported ? h("span.muted", { title: e.source || "" }, "paper") : fmtTime(e.date || e.created_at)),
+      h("td", {}, id ? h("a", { href: `/runs/${id}/` }, `run #${id}`) : "–"),
+      h("td.num", {}, step === null || step === undefined ? "–" : id ? h("a", { href: `/runs/${id}/#checkpoints` }, `step ${step}`) : `step ${step}`)));
   });
   board.replaceChildren(h("table.data", {}, h("thead", {}, h("tr", {}, h("th.num", {}, "#"), h("th", {}, "Model / run"),
-    h("th.num", {}, "Pass@1 % [95% CI]"), h("th.num", {}, "k"), h("th.num", {}, "T"), h("th.num", {}, "top_p"),
+    h("th.num", {}, "Pass@1 % [95% CI]"), h("th.num", {}, "cons@k %"), h("th.num", {}, "k"), h("th.num", {}, "T"), h("th.num", {}, "top_p"),
     h("th.num", {}, "max tokens"), h("th.num", {}, "truncated"), h("th", {}, "date"), h("th", {}, "run"), h("th.num", {}, "checkpoint"))), tbody));
 }
 

@@ -5,7 +5,7 @@
 
 import { api, bootstrap, ApiError } from "../api.js";
 import { h } from "../dom.js";
-import { SchemaForm, flatten } from "../schemaform.js";
+import { SchemaForm } from "../schemaform.js";
 
 const boot = bootstrap();
 const form = document.getElementById("run-form");
@@ -101,7 +101,7 @@ async function submit(launch) {
   if (preset) {
     body.preset = preset.name;
     const overrides = {};
-    const base = flatten(preset.config);
+    const base = sf.valuesOf(preset.config);
     for (const path of sf.fields.keys()) {
       const v = sf.read(path);
       if (JSON.stringify(v) !== JSON.stringify(base[path])) overrides[path] = v;
