@@ -1,8 +1,9 @@
 """Sample k responses per problem from a model, with the trainer's own loading and rollout code.
 
-``--model`` accepts a Hugging Face model directory, a checkpoint directory written by
-``fipo train`` (model + tokenizer + the run config, whose prompt settings are then reused so the
-model is asked the way it was trained), or ``smollm2`` (the offline SmolLM2-135M-Instruct).
+``--model`` accepts a Hugging Face model directory, a checkpoint written by ``fipo train``
+(``checkpoints/step_N/`` with ``model/`` and the run's ``config.json``, whose prompt settings are
+then reused so the model is asked the way it was trained), a ``fipo train`` output directory (its
+newest checkpoint), or ``smollm2`` (the offline SmolLM2-135M-Instruct).
 Prompts are rendered by ``fipo_engine.data.sources.render_prompt`` and sampled by
 ``fipo_engine.rollout.HFRollout``: the exact code paths of training, so an eval number and a
 training curve measure the same thing.
@@ -11,6 +12,7 @@ training curve measure the same thing.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,9 +20,6 @@ from typing import Any
 
 from fipo_engine.data.problem import Problem
 from fipo_engine.eval.runner import Sample
-
-# Where a checkpoint keeps the run config it was trained with (first found wins).
-RUN_CONFIG_FILES = ("run_config.json", "fipo_config.json", "fipo_run.json")
 
 
 @dataclass(frozen=True)
@@ -34,15 +33,37 @@ class SamplingSettings:
     device: str = "auto"
 
 
-def find_run_config(model_path: str | Path) -> dict[str, Any] | None:
-    """The run config stored in a ``fipo train`` checkpoint directory, if there is one."""
-    path = Path(model_path)
-    for name in RUN_CONFIG_FILES:
-        candidate = path / name
-        if candidate.is_file():
-            data = json.loads(candidate.read_text())
-            return data.get("config", data) if isinstance(data, dict) else None
-    return None
+def _run_config_at(path: Path) -> dict[str, Any] | None:
+    """A ``fipo train`` run config (it has ``schema_version``; a model's config.json does not)."""
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) and "schema_version" in data else None
+
+
+def resolve_checkpoint(model: str | Path) -> tuple[Path, dict[str, Any] | None]:
+    """(model directory, run config or None) for what ``--model`` names.
+
+    Accepts a Hugging Face model directory; a ``fipo train`` checkpoint ``step_000010/`` (the model
+    is in ``model/``, the run config in ``config.json``); that checkpoint's ``model/`` directory;
+    or a run output directory (its newest complete checkpoint under ``checkpoints/``).
+    """
+    path = Path(model)
+    ckpt_root = path / "checkpoints"
+    if ckpt_root.is_dir():
+        steps = sorted(p for p in ckpt_root.iterdir()
+                       if p.is_dir() and p.name.startswith("step_") and (p / "model" / "config.json").is_file())
+        if not steps:
+            raise FileNotFoundError(f"{path}: no complete checkpoint under checkpoints/")
+        path = steps[-1]
+    if (path / "model" / "config.json").is_file():
+        return path / "model", _run_config_at(path / "config.json")
+    if (path / "config.json").is_file() and _run_config_at(path / "config.json") is None:
+        return path, _run_config_at(path.parent / "config.json")
+    raise FileNotFoundError(f"{model!r}: not a model directory, a fipo checkpoint or run directory, nor 'smollm2'")
 
 
 def load_for_eval(model: str, device: str = "auto"):  # -> (Policy, DataConfig | None)
@@ -53,14 +74,16 @@ def load_for_eval(model: str, device: str = "auto"):  # -> (Policy, DataConfig |
     target = resolve_device(device)
     if model == "smollm2":
         return load_policy(ModelConfig(source="smollm2"), device=target), None
-    path = Path(model)
-    if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"{model!r}: not a model directory (no config.json) and not 'smollm2'")
-    policy = load_hf_dir(path)
+    model_dir, run_config = resolve_checkpoint(model)
+    policy = load_hf_dir(model_dir)
     policy.model.to(target)
     policy.model.generation_config.pad_token_id = policy.tokenizer.pad_token_id
-    run_config = find_run_config(path)
-    data_cfg = validate_config(run_config).data if run_config else None
+    data_cfg = None
+    if run_config:
+        try:
+            data_cfg = validate_config(run_config).data
+        except ValueError as exc:  # a config from another schema: fall back to the default prompt
+            print(f"fipo eval: ignoring the checkpoint's run config ({exc})", file=sys.stderr)
     return policy, data_cfg
 
 

@@ -59,3 +59,28 @@ def test_model_eval_samples_k_per_problem_and_round_trips(tiny_checkpoint: Path,
     for key in ("pass_at_1", "cons_at_k", "pass_at_k", "truncation_rate", "response_length_mean"):
         assert again[key] == pytest.approx(data[key]), key
     assert [p["answers"] for p in again["problems"]] == [p["answers"] for p in data["problems"]]
+
+
+def test_resolve_checkpoint_layouts(tmp_path: Path) -> None:
+    """HF dir, `fipo train` step dir (model/ + run config.json), its model/ dir, and a run output dir."""
+    from fipo_engine.config import preset
+    from fipo_engine.eval.generate import resolve_checkpoint
+
+    hf = tmp_path / "hf"
+    hf.mkdir()
+    (hf / "config.json").write_text('{"model_type": "llama"}')
+    assert resolve_checkpoint(hf) == (hf, None)
+
+    run_config = preset("cpu-demo").to_json()
+    for step in (5, 10):
+        step_dir = tmp_path / "out" / "checkpoints" / f"step_{step:06d}"
+        (step_dir / "model").mkdir(parents=True)
+        (step_dir / "model" / "config.json").write_text('{"model_type": "llama"}')
+        (step_dir / "config.json").write_text(run_config)
+    newest = tmp_path / "out" / "checkpoints" / "step_000010"
+    model_dir, cfg = resolve_checkpoint(newest)
+    assert model_dir == newest / "model" and cfg["preset"] == "cpu-demo"
+    assert resolve_checkpoint(newest / "model") == (newest / "model", cfg)
+    assert resolve_checkpoint(tmp_path / "out") == (newest / "model", cfg)
+    with pytest.raises(FileNotFoundError, match="not a model directory"):
+        resolve_checkpoint(tmp_path / "missing")
