@@ -40,10 +40,11 @@ def check_storable(value: Any, _depth: int = 0) -> None:
             check_storable(item, _depth + 1)
 
 
-def loads_lenient(raw: bytes) -> Any:
+def loads_lenient(raw: bytes, *, check: bool = True) -> Any:
     """Parse a JSON body; NaN/Infinity become None (the tracking client sends null, others may not).
 
-    Raises ``ValueError`` (including for unstorable strings and absurd nesting) with a message.
+    Raises ``ValueError`` (for unstorable strings too, unless ``check`` is off because the caller
+    checks item by item) with a message.
     """
     try:
         data = json.loads(raw.decode("utf-8"), parse_constant=lambda _c: None)
@@ -53,7 +54,8 @@ def loads_lenient(raw: bytes) -> Any:
         raise ValueError("JSON nested too deeply") from None
     except json.JSONDecodeError as exc:
         raise ValueError(f"malformed JSON: {exc}") from None
-    check_storable(data)
+    if check:
+        check_storable(data)
     return data
 
 

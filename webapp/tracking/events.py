@@ -10,6 +10,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from webapp.common.parsers import UnstorableText, check_storable
+
 EVENT_TYPES = ("metric", "sample", "status", "checkpoint", "eval", "log")
 STATUS_STATES = ("running", "succeeded", "failed")
 MAX_SEQ = 2**62
@@ -81,6 +83,10 @@ def parse_event(raw: Any) -> Event:
     seq = seq_of(raw)
     if seq is None:
         raise Rejected(f"seq must be an integer between 1 and {MAX_SEQ}")
+    try:
+        check_storable(raw)
+    except UnstorableText as exc:
+        raise Rejected(str(exc)) from None
     type_ = raw.get("type")
     if type_ not in EVENT_TYPES:
         raise Rejected(f"unknown type {type_!r}; valid: {', '.join(EVENT_TYPES)}")

@@ -71,3 +71,24 @@ class StreamItem(models.Model):
                 fields=("run", "seq"), condition=models.Q(seq__isnull=False), name="streamitem_run_seq_unique"
             ),
         )
+
+
+class MetricTile(models.Model):
+    """Aggregate of the points of one key in a fixed step tile [tile*width, (tile+1)*width).
+
+    Kept exact at ingest (each batch re-aggregates the tiles it touched from the points), so a chart
+    over a million points reads a few thousand tiles instead of every point. ``width`` is one of
+    ``webapp.tracking.selectors.TILE_WIDTHS``; ``last_step`` is the step of the tile's last point.
+    """
+
+    pk = models.CompositePrimaryKey("key", "width", "tile")
+    key = models.ForeignKey(MetricKey, on_delete=models.CASCADE, db_index=False, related_name="+")
+    width = models.IntegerField()
+    tile = models.IntegerField()
+    vmin = models.FloatField()
+    vmax = models.FloatField()
+    last_step = models.IntegerField()
+    cnt = models.IntegerField()
+
+    class Meta:
+        ordering = ("key", "width", "tile")

@@ -14,27 +14,50 @@ from webapp.accounts.selectors import user_team_ids
 from webapp.common.errors import NotFound
 from webapp.runs.models import Run
 from webapp.tracking.codec import unpack_sample_arrays
-from webapp.tracking.models import MetricKey, MetricPoint, Sample
+from webapp.tracking.models import MetricKey, MetricPoint, MetricTile, Sample
+from webapp.tracking.tiles import TILE_WIDTHS
 
 SAMPLE_ORDERS = {"length": ("length", "index"), "-length": ("-length", "index"), "reward": ("reward", "index"),
                  "-reward": ("-reward", "index"), "index": ("index",)}
 MAX_SAMPLES_LISTED = 1000
 
-# Min/max-preserving buckets in one pass over the (key, step) primary-key range. Integer division
-# floors because steps are >= lo; the product is done in 64 bits (PostgreSQL integers are 32-bit).
-# The value of a bucket is its *last* point, found by primary-key lookups of the bucket's last step.
+# Min/max-preserving buckets in one GROUP BY over a mix of sources: the raw points at the ragged
+# ends of the range and, in between, whole tiles (webapp.tracking.tiles) when a bucket spans at
+# least one tile. Integer division floors because every step is >= lo; the product is computed in
+# 64 bits (PostgreSQL integers are 32-bit). A bucket's value is its *last* point, fetched by
+# primary-key lookups of the bucket's last step. A tile is placed in the bucket of its first step,
+# so a spike can shift by less than one tile width, never disappear.
 _BUCKET_SQL = """
-WITH agg AS (
-    SELECT ((CAST(step AS BIGINT) - %(lo)s) * %(n)s) / %(span)s AS b,
-           MIN(value) AS vmin, MAX(value) AS vmax, MAX(step) AS last_step, COUNT(*) AS cnt
-    FROM {table}
-    WHERE key_id = %(key)s AND step >= %(lo)s AND step <= %(hi)s
-    GROUP BY 1
+WITH src(s, vmin, vmax, last_step, cnt) AS (
+    SELECT step, value, value, step, 1 FROM {points}
+    WHERE key_id = %(key)s AND ((step >= %(lo)s AND step < %(tlo)s) OR (step > %(thi)s AND step <= %(hi)s))
+    UNION ALL
+    SELECT tile * %(w)s, vmin, vmax, last_step, cnt FROM {tiles}
+    WHERE key_id = %(key)s AND width = %(w)s AND tile >= %(t0)s AND tile <= %(t1)s
+), agg AS (
+    SELECT ((CAST(s AS BIGINT) - %(lo)s) * %(n)s) / %(span)s AS b, MIN(vmin) AS vmin, MAX(vmax) AS vmax,
+           MAX(last_step) AS last_step, SUM(cnt) AS cnt
+    FROM src GROUP BY 1
 )
 SELECT agg.last_step, p.value, agg.vmin, agg.vmax, agg.cnt
-FROM agg JOIN {table} p ON p.key_id = %(key)s AND p.step = agg.last_step
+FROM agg JOIN {points} p ON p.key_id = %(key)s AND p.step = agg.last_step
 ORDER BY agg.b
 """
+
+
+def _tile_plan(lo: int, hi: int, max_points: int) -> dict[str, int]:
+    """Which tile width to use over [lo, hi] and which whole tiles lie inside it.
+
+    The widest tile not wider than one bucket; with none (a narrow zoom), only points are read.
+    """
+    span = hi - lo + 1
+    widths = [w for w in TILE_WIDTHS if w * max_points <= span]
+    if widths:
+        w = widths[-1]
+        t0, t1 = -(-lo // w), (hi + 1) // w - 1
+        if t0 <= t1:
+            return {"w": w, "t0": t0, "t1": t1, "tlo": t0 * w, "thi": (t1 + 1) * w - 1}
+    return {"w": TILE_WIDTHS[0], "t0": 1, "t1": 0, "tlo": hi + 1, "thi": hi}  # no tiles: all points
 
 
 def metric_key_names(*, run: Run) -> list[str]:
@@ -69,9 +92,10 @@ def _series(key_id: int, max_points: int, step_min: int | None, step_max: int | 
         hi = last if step_max is None else min(last, step_max)
         if lo > hi:
             return _empty_series()
-        span = hi - lo + 1
-        cursor.execute(_BUCKET_SQL.format(table=table),
-                       {"key": key_id, "lo": lo, "hi": hi, "n": max_points, "span": span})
+        params = {"key": key_id, "lo": lo, "hi": hi, "n": max_points, "span": hi - lo + 1,
+                  **_tile_plan(lo, hi, max_points)}
+        tiles = connection.ops.quote_name(MetricTile._meta.db_table)
+        cursor.execute(_BUCKET_SQL.format(points=table, tiles=tiles), params)
         rows = cursor.fetchall()
         total = sum(r[4] for r in rows)
         if total <= max_points and len(rows) < total:  # few points, but some shared a bucket: send them all

@@ -23,9 +23,11 @@ from webapp.runs.models import FINAL_STATUSES, Checkpoint, Run, RunStatus
 from webapp.runs.services import _transition_locked, run_lock
 from webapp.tracking.codec import pack_sample_arrays
 from webapp.tracking.events import Event, Rejected, parse_event, seq_of
+from webapp.tracking.fastsql import insert_rows
 from webapp.tracking.models import MetricKey, MetricPoint, Sample, StreamItem
 from webapp.tracking.signals import eval_ingested
 from webapp.tracking.stream import notify_on_commit, stream_append
+from webapp.tracking.tiles import refresh_tiles
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +91,7 @@ def events_ingest(*, run_id: int, events: Any) -> IngestResult:
         if run.status in FINAL_STATUSES or run.status == RunStatus.DRAFT:
             raise PermissionDeniedError(f"run {run_id} is {run.status}: its token no longer accepts events")
         seqs = [s for s in (seq_of(raw) for raw in events) if s is not None]
-        held = set(StreamItem.objects.filter(run_id=run.pk, seq__in=seqs).values_list("seq", flat=True)) if seqs else set()
+        held = _held(run.pk, seqs)
         valid, rejected, duplicates = _split(events, held)
         result = IngestResult(acked_seq=run.acked_seq, duplicates=duplicates)
         _store(run, valid, rejected, result)
@@ -100,6 +102,16 @@ def events_ingest(*, run_id: int, events: Any) -> IngestResult:
         if valid or rejected:
             notify_on_commit(run_id=run.pk, team_id=run.team_id, status_changed=False)
     return result
+
+
+def _held(run_id: int, seqs: list[int]) -> set[int]:
+    """Which of these seqs the run already holds (a range scan for the usual contiguous batch)."""
+    if not seqs:
+        return set()
+    lo, hi = min(seqs), max(seqs)
+    qs = StreamItem.objects.filter(run_id=run_id)
+    qs = qs.filter(seq__gte=lo, seq__lte=hi) if hi - lo < 2 * len(seqs) else qs.filter(seq__in=set(seqs))
+    return set(qs.values_list("seq", flat=True))
 
 
 def _contiguous(run: Run) -> int:
@@ -125,10 +137,10 @@ def _store(run: Run, valid: list[Event], rejected: list[tuple[int | None, str]],
     for event in valid:
         if event.seq in rejected_seqs:  # rejected while storing (duplicate sample)
             continue
+        result.accepted += 1
         if event.type == "status":
             items.extend(_status_items(run, event, flush=items))
-            continue
-        if event.type == "metric":
+        elif event.type == "metric":
             items.append(("metric", event.payload, event.seq))
         elif event.type == "sample":
             items.append(("sample", sample_summary(samples[event.seq]), event.seq))
@@ -142,7 +154,6 @@ def _store(run: Run, valid: list[Event], rejected: list[tuple[int | None, str]],
                     logger.error("eval_ingested receiver %s failed for run %s: %r", receiver, run.pk, response)
         else:
             items.append(("log", event.payload, event.seq))
-        result.accepted += 1
     for seq, reason in rejected:
         result.rejected.append({"seq": seq, "reason": reason})
         if seq is not None:  # held as a log line, so acked_seq moves past it and the UI shows why
@@ -181,10 +192,12 @@ def _store_metrics(run: Run, events: list[Event]) -> None:
         step = event.payload["step"]
         for name, value in event.payload["values"].items():
             points[(keys[name], step)] = value
-    MetricPoint.objects.bulk_create(
-        [MetricPoint(key_id=k, step=s, value=v) for (k, s), v in points.items()],
-        update_conflicts=True, unique_fields=["key", "step"], update_fields=["value"], batch_size=5000,
-    )
+    insert_rows(MetricPoint._meta.db_table, ["key_id", "step", "value"], [(k, s, v) for (k, s), v in points.items()],
+                suffix="ON CONFLICT (key_id, step) DO UPDATE SET value = excluded.value")
+    touched: dict[int, set[int]] = {}
+    for key_id, step in points:
+        touched.setdefault(key_id, set()).add(step)
+    refresh_tiles(touched)
     last = max(events, key=lambda e: (e.payload["step"], e.seq))
     if run.last_step is None or last.payload["step"] >= run.last_step:
         run.last_step = last.payload["step"]

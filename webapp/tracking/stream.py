@@ -20,8 +20,10 @@ from typing import Any
 from asgiref.sync import async_to_sync
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import transaction
+from django.utils import timezone
 
 from webapp.runs.models import Run, RunTransition
+from webapp.tracking.fastsql import datetime_param, insert_rows, json_param, json_placeholder
 from webapp.tracking.models import StreamItem
 
 logger = logging.getLogger(__name__)
@@ -46,18 +48,17 @@ def team_group(team_id: int) -> str:
     return f"fipo.team.{team_id}"
 
 
-def stream_append(*, run: Run, items: Sequence[tuple[str, dict[str, Any], int | None]]) -> list[StreamItem]:
+def stream_append(*, run: Run, items: Sequence[tuple[str, dict[str, Any], int | None]]) -> None:
     """Append ``(type, data, seq)`` items to a run's stream. The caller holds the run's row lock
     (``select_for_update``) and saves ``run.stream_pos`` afterwards."""
     if not items:
-        return []
-    rows = [
-        StreamItem(run_id=run.pk, pos=run.stream_pos + i, type=type_, data=data, seq=seq)
-        for i, (type_, data, seq) in enumerate(items, start=1)
-    ]
-    StreamItem.objects.bulk_create(rows)
+        return
+    at = datetime_param(timezone.now())
+    rows = [(run.pk, run.stream_pos + i, seq, type_, json_param(data), at)
+            for i, (type_, data, seq) in enumerate(items, start=1)]
+    insert_rows(StreamItem._meta.db_table, ["run_id", "pos", "seq", "type", "data", "at"], rows,
+                placeholders=["%s", "%s", "%s", "%s", json_placeholder(), "%s"])
     run.stream_pos += len(rows)
-    return rows
 
 
 def item_message(item: StreamItem) -> dict[str, Any]:
