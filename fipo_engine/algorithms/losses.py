@@ -26,7 +26,7 @@ from torch import Tensor
 from fipo_engine.algorithms.aggregation import aggregate_loss
 from fipo_engine.algorithms.config import PolicyLossConfig
 from fipo_engine.algorithms.future_kl import clamped_log_ratio, future_kl_from_delta, participation_mask
-from fipo_engine.algorithms.metrics import masked_fraction, masked_mean, quantiles, to_floats
+from fipo_engine.algorithms.metrics import masked_fraction, masked_mean, masked_min_max, quantiles, to_floats
 from fipo_engine.algorithms.registry import POLICY_LOSSES
 
 #: The safety rule clips a weight into this band (official constants).
@@ -135,11 +135,6 @@ def _ratio_metrics(ratio: Tensor, adv: Tensor, mask: Tensor, clip_c: float) -> d
     }
 
 
-def _min_max(values: Tensor, mask: Tensor) -> tuple[Tensor | None, Tensor | None]:
-    selected = values[mask]
-    return (selected.min(), selected.max()) if selected.numel() else (None, None)
-
-
 def _finish(
     *,
     config: PolicyLossConfig,
@@ -156,7 +151,7 @@ def _finish(
     """Step 12 (aggregation over final_mask) and the metrics common to every loss (over response_mask)."""
     loss = aggregate_loss(surrogate.per_token, final_mask, config.loss_agg_mode)
     ratio_d = ratio.detach()
-    w_min, w_max = _min_max(weights, mask)
+    w_min, w_max = masked_min_max(weights, mask)
     non_empty = mask.any(dim=-1)
     invalidated = non_empty & ~final_mask.any(dim=-1)
     metrics: dict[str, Tensor | float | None] = {
@@ -267,7 +262,7 @@ def fipo_loss(
     )
     dual_count = (surrogate.dual_clipped & mask).sum(dim=-1)  # step 11
     final_mask = mask & (dual_count <= 1)[:, None]
-    raw_min, raw_max = _min_max(raw, mask)
+    raw_min, raw_max = masked_min_max(raw, mask)
     upper_frac = masked_fraction(weights >= upper - CLIP_BOUND_TOL, mask)
     lower_frac = masked_fraction(weights <= lower + CLIP_BOUND_TOL, mask)
     extra = {
