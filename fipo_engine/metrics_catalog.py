@@ -41,6 +41,10 @@ METRICS: tuple[Metric, ...] = (
     _M("reward/max", "reward", "score", "Highest sequence reward in the batch."),
     _M("reward/min", "reward", "score", "Lowest sequence reward in the batch."),
     _M("accuracy/mean", "reward", "fraction", "Fraction of responses graded correct (no length penalty)."),
+    _M("reward/gen_mean", "reward", "score",
+       "Mean reward over every response generated this step, before dynamic sampling drops groups."),
+    _M("accuracy/gen_mean", "reward", "fraction",
+       "Fraction correct over every response generated this step, before dynamic sampling."),
     _M("advantage/mean_length_weighted", "reward", "advantage",
        "Token-weighted mean advantage (paper Fig. 5: rises under FIPO)."),
     # --- response length (tokens)
