@@ -58,7 +58,7 @@ class PolicyLossConfig(BaseModel):
         description="Clip the influence weight to [1, 1+ε_f] (32B recipe) instead of [1-ε_f, 1+ε_f] (7B setting).",
     )
     safety_thresh: float | None = Field(
-        10.0,
+        10.0, gt=0.0,
         description="s: for negative-advantage tokens whose ratio exceeds s the weight is clipped to [0.8, 1.0]; "
         "None disables the rule (recipe 10; 7B setting 3).",
     )
