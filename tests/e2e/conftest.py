@@ -135,7 +135,7 @@ def running_dashboard(tmp: Path, *, tag: str = "browser") -> Iterator[DashboardS
     env = stack_env(tmp / "var", db, port)
     log_path = tmp / "daphne.log"
     log = open(log_path, "w")  # noqa: SIM115 (closed in finally)
-    supervisor = Supervisor(log, stop_timeout_s=10)
+    supervisor = Supervisor(log, stop_timeout_s=3)  # daphne holds open websockets; no need to wait
     server: DashboardServer | None = None
     try:
         users = setup_accounts(env)
@@ -164,6 +164,24 @@ def dashboard_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashb
         pytest.skip(reason)
     with running_dashboard(tmp_path_factory.mktemp("dashboard")) as server:
         yield server
+
+
+# Runs the scenarios post events to, created and given run tokens in one go (one Django process
+# instead of one per test): name -> config overrides.
+STARTED_RUNS: dict[str, dict[str, Any]] = {
+    "live charts": {},
+    "long chain of thought": {},
+    "compare A": {"trainer.lr": 1e-4},
+    "compare B": {"trainer.lr": 3e-4, "rollout.n": 4},
+}
+
+
+@pytest.fixture(scope="session")
+def started_runs(dashboard_server: DashboardServer) -> dict[str, tuple[dict[str, Any], str]]:
+    """name -> (run detail, run token) for STARTED_RUNS, all in status "starting"."""
+    runs = {name: dashboard_server.create_run(name, overrides=o) for name, o in STARTED_RUNS.items()}
+    tokens = dashboard_server.start_runs(*(r["id"] for r in runs.values()))
+    return {name: (run, tokens[run["id"]]) for name, run in runs.items()}
 
 
 @pytest.fixture(scope="session")

@@ -22,8 +22,8 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 CHART_KEYS = ["reward/mean", "accuracy/mean", "response_length/mean", "actor/entropy", "actor/pg_clipfrac"]
 
 
-def metric_events(first: int, last: int) -> list[dict[str, Any]]:
-    return [{"type": "metric", "step": s, "values": metric_values(s, CHART_KEYS)} for s in range(first, last + 1)]
+def metric_events(first: int, last: int, seed: int = 0) -> list[dict[str, Any]]:
+    return [{"type": "metric", "step": s, "values": metric_values(s, CHART_KEYS, seed=seed)} for s in range(first, last + 1)]
 
 
 def test_login_page_then_runs_list(browser: Any, dashboard_server: DashboardServer, shoot: Any) -> None:
@@ -67,6 +67,8 @@ def test_new_run_from_preset_with_one_field_changed(page: Any, dashboard_server:
     assert page.locator(".field.changed").count() == 1
     assert page.locator(".field.changed").get_attribute("data-path") == "trainer.lr"
     assert "1 field changed" in page.locator("#changed-count").inner_text()
+    assert page.locator("#section-nav a[href='#sec-trainer'] .n").inner_text() == "1"
+    page.evaluate("() => document.getElementById('f-trainer-lr').scrollIntoView({block: 'center'})")
     shoot(page, "new_run")
     page.click("#create-draft")
     page.wait_for_url(re.compile(r"/runs/\d+/$"))
@@ -92,15 +94,17 @@ def test_server_validation_error_next_to_the_field(page: Any, dashboard_server: 
     assert "invalid" in page.locator(".field[data-path='trainer.lr']").get_attribute("class")
     assert page.url.endswith("/runs/new/")
     assert dashboard_server.api().get("/runs/").json()["count"] == before   # nothing was created
+    assert "rejected" in page.locator("#form-banner").inner_text()
+    page.evaluate("() => document.getElementById('f-trainer-lr').scrollIntoView({block: 'center'})")
     shoot(page, "new_run_error")
     # fixing the value clears the error mark
     page.fill("#f-trainer-lr", "0.001")
     assert "invalid" not in page.locator(".field[data-path='trainer.lr']").get_attribute("class")
 
 
-def test_chart_gains_points_while_events_arrive(page: Any, dashboard_server: DashboardServer, shoot: Any) -> None:
-    run = dashboard_server.create_run("live charts")
-    token = dashboard_server.start_runs(run["id"])[run["id"]]
+def test_chart_gains_points_while_events_arrive(page: Any, dashboard_server: DashboardServer, started_runs: Any,
+                                                shoot: Any) -> None:
+    run, token = started_runs["live charts"]
     dashboard_server.post_events(run["id"], token, [{"type": "status", "state": "running", "message": "hello"},
                                                     *metric_events(1, 5)])
     page.goto(f"/runs/{run['id']}/")
@@ -123,9 +127,9 @@ def test_chart_gains_points_while_events_arrive(page: Any, dashboard_server: Das
     shoot(page, "run", full_page=True)
 
 
-def test_20k_token_sample_heatmap_and_tooltip(page: Any, dashboard_server: DashboardServer, shoot: Any) -> None:
-    run = dashboard_server.create_run("long chain of thought")
-    token = dashboard_server.start_runs(run["id"])[run["id"]]
+def test_20k_token_sample_heatmap_and_tooltip(page: Any, dashboard_server: DashboardServer, started_runs: Any,
+                                              shoot: Any) -> None:
+    run, token = started_runs["long chain of thought"]
     dashboard_server.post_events(run["id"], token, [
         sample_event(0, step=3, index=0, n_tokens=20_480, seed=2) | {"seq": 1},
         sample_event(0, step=3, index=1, n_tokens=300, seed=3) | {"seq": 2},
@@ -148,6 +152,7 @@ def test_20k_token_sample_heatmap_and_tooltip(page: Any, dashboard_server: Dashb
     for label in ("future-KL", "influence weight", "advantage", "ratio", "logprob", "old logprob", "entropy"):
         assert label in text
     # keyboard: focus enters at the first token, arrow keys move it (and the tooltip)
+    page.mouse.move(0, 0)
     page.focus("#tokens")
     assert "token 1 of 20480" in tip.inner_text()
     page.keyboard.press("ArrowRight")
@@ -156,6 +161,7 @@ def test_20k_token_sample_heatmap_and_tooltip(page: Any, dashboard_server: Dashb
     assert page.evaluate("() => document.activeElement.dataset.i") == "2"
     # a click makes that token the keyboard position
     page.click("#tokens span[data-i='40']")
+    page.mouse.move(0, 0)
     page.keyboard.press("ArrowLeft")
     assert "token 40 of 20480" in tip.inner_text()
     # a channel switch recolours without re-rendering; the strip chart jumps to a token
@@ -173,12 +179,10 @@ def test_20k_token_sample_heatmap_and_tooltip(page: Any, dashboard_server: Dashb
     assert "step=4" in page.url
 
 
-def test_compare_two_runs(page: Any, dashboard_server: DashboardServer, shoot: Any) -> None:
-    a = dashboard_server.create_run("compare A", overrides={"trainer.lr": 1e-4})
-    b = dashboard_server.create_run("compare B", overrides={"trainer.lr": 3e-4, "rollout.n": 4})
-    tokens = dashboard_server.start_runs(a["id"], b["id"])
-    dashboard_server.post_events(a["id"], tokens[a["id"]], metric_events(1, 20))
-    dashboard_server.post_events(b["id"], tokens[b["id"]], metric_events(1, 15))
+def test_compare_two_runs(page: Any, dashboard_server: DashboardServer, started_runs: Any, shoot: Any) -> None:
+    (a, token_a), (b, token_b) = started_runs["compare A"], started_runs["compare B"]
+    dashboard_server.post_events(a["id"], token_a, metric_events(1, 20))
+    dashboard_server.post_events(b["id"], token_b, metric_events(1, 15, seed=1))
     page.goto(f"/compare/?runs={a['id']},{b['id']}")
     page.wait_for_function("() => document.body.dataset.chartsReady")
     rows = page.locator("#config-diff tbody tr")

@@ -101,10 +101,17 @@ def test_runstack_demo_runs_embedded_and_stops_cleanly_on_sigint(tmp_path: Path)
         proc.send_signal(signal.SIGINT)  # what Ctrl-C delivers
         assert proc.wait(timeout=90) == 0, out.text()[-4000:]
     finally:
+        # Never leave a trainer behind, even when an assertion failed before the stack was stopped:
+        # the training job leads its own session, so killing runstack's group would not reach it.
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        for p in tree:  # never leave a trainer behind, even when an assertion failed
+            tree = tree or psutil.Process(proc.pid).children(recursive=True)
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        for p in tree:
             if alive(p):
                 p.kill()
 

@@ -66,11 +66,27 @@ def sample_event(seq: int, *, step: int, index: int, n_tokens: int, seed: int = 
             "response": "".join(body["tokens"]), "reward": reward, "correct": reward > 0, **body}
 
 
-def metric_values(step: int, keys: list[str], *, seed: int = 0) -> dict[str, float]:
-    """Plausible values of the given catalog keys at a step (smooth trend + noise)."""
+def metric_values(step: int, keys: list[str], *, seed: int = 0, scale: float = 40.0) -> dict[str, float]:
+    """Plausible values of catalog keys at a step: a saturating trend with noise, sized by unit
+    (lengths in the thousands of tokens, fractions in [0, 1], rewards in [-1, 1], ...)."""
+    from fipo_engine.metrics_catalog import get
+
     rng = random.Random(seed * 1_000_003 + step)
+    trend = 1 - math.exp(-step / scale)
     out = {}
-    for i, key in enumerate(keys):
-        trend = 1 - math.exp(-step / 2000.0 - i * 0.01)
-        out[key] = round(trend + rng.gauss(0, 0.05), 6)
+    for key in keys:
+        metric = get(key)
+        unit = metric.unit if metric else ""
+        noise = rng.gauss(0, 1)
+        if unit == "tokens":
+            value = 900 + 2600 * trend * (1 + 0.1 * seed) + 60 * noise
+        elif unit == "fraction":
+            value = min(1.0, max(0.0, 0.25 + 0.4 * trend - 0.05 * seed + 0.03 * noise))
+        elif unit == "score":
+            value = -0.5 + 1.1 * trend - 0.1 * seed + 0.06 * noise
+        elif unit == "nats":
+            value = 0.9 - 0.35 * trend + 0.04 * noise
+        else:
+            value = trend + 0.05 * noise
+        out[key] = round(value, 6)
     return out

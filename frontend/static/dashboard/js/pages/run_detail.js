@@ -62,9 +62,9 @@ function checkpoints() {
 function render() {
   const launchError = new URLSearchParams(location.search).get("launch_error");
   els.charts = h("div", { id: "charts" });
-  els.log = h("pre.log", { id: "log", tabindex: "0", "aria-label": "Log tail" }, run.log_tail || "");
+  els.log = h("pre.log", { id: "log", tabindex: "0", "aria-label": "Log tail", "data-empty": "No log output yet." }, run.log_tail || "");
   logOffset = null;
-  root.replaceChildren(
+  root.replaceChildren(...[
     header(),
     launchError ? h("div.banner.error", { role: "alert" }, `The run was created but not launched: ${launchError}`) : null,
     h("div.card", {}, figures()),
@@ -74,7 +74,7 @@ function render() {
     h("section.card", {}, h("details", { id: "config-details" }, h("summary", {}, "Configuration"),
       h("pre.config", {}, JSON.stringify(run.config, null, 2)))),
     h("section", { "aria-labelledby": "charts-h" }, h("h2.group-head", { id: "charts-h" }, "Metrics"), els.charts),
-    h("section.card", {}, h("h2", {}, "Log"), els.log));
+    h("section.card", {}, h("h2", {}, "Log"), els.log)].filter(Boolean));
 }
 
 function refreshHeader() {
@@ -114,17 +114,18 @@ async function buildCharts(keys) {
     return;
   }
   const plan = planCharts(catalog, keys);
-  els.charts.replaceChildren();
-  let group = null, grid = null;
+  const grid = h("div.charts");
+  els.charts.replaceChildren(grid);
+  let group = null;
   for (const c of plan) {
     if (c.group !== group) {
       group = c.group;
-      grid = h("div.charts");
-      els.charts.append(h("h3.group-head", {}, c.groupTitle), grid);
+      grid.append(h("h3.group-head", {}, c.groupTitle));
     }
     const plot = h("div.chart", { role: "img", "aria-label": `${c.title}: ${c.keys.join(", ")}` });
     const meaning = c.keys.map((k) => { const m = catalog.metrics.get(k); return m ? `${k}: ${m.meaning}` : k; }).join("\n");
-    grid.append(h("div.chart-card", { "data-chart": c.id }, h("h3", { title: meaning }, c.title, h("span.muted", {}, c.unit)), plot));
+    const label = c.keys.length <= 3 ? c.keys.join(", ") : `${c.keys.slice(0, 2).join(", ")} + ${c.keys.length - 2} more`;
+    grid.append(h("div.chart-card", { "data-chart": c.id }, h("h3", { title: meaning }, label, h("span.muted", {}, c.unit)), plot));
     const chart = new SeriesChart(plot, { specs: c.keys.map((k) => ({ run: runId, key: k, name: k })), yTitle: c.unit });
     charts.set(c.id, chart);
   }

@@ -50,8 +50,24 @@ function applyPreset(name) {
   sf.setValues(p.config, p.config);
 }
 
+/** Links to the top-level sections, each with the number of fields changed in it. */
+function renderSectionNav(changed) {
+  let nav = document.getElementById("section-nav");
+  if (!nav) {
+    nav = h("nav.section-nav", { id: "section-nav", "aria-label": "Config sections" }, h("span.muted", {}, "Sections:"));
+    banner.parentNode.append(nav);
+  }
+  const tops = [...sf.sections.keys()].filter((p) => !p.includes("."));
+  nav.replaceChildren(h("span.muted", {}, "Sections:"), ...tops.map((t) => {
+    const n = changed.filter((p) => p.startsWith(`${t}.`)).length;
+    return h("a", { href: `#sec-${t}` }, t, n ? h("span.n", { title: `${n} changed` }, String(n)) : null);
+  }));
+}
+
 function updateCounter() {
-  const n = Object.keys(sf.overrides()).length;
+  const changed = Object.keys(sf.overrides());
+  renderSectionNav(changed);
+  const n = changed.length;
   counter.textContent = n ? `${n} field${n > 1 ? "s" : ""} changed from the ${source ? "cloned run" : "preset"}` : "No changes from the preset";
 }
 
