@@ -8,6 +8,8 @@ Why REST and not ``ray.job_submission``: the web and Celery processes must not n
     GET  /api/jobs/<id>/logs        the whole driver log
     POST /api/jobs/<id>/stop        asynchronous stop (the job shows STOPPED about 2 s later)
 
+The run page's log is the job's driver log, read through ``read_log`` on demand.
+
 The handle stored in the run row is the job's URL, ``http://head:8265/api/jobs/fipo-run-42``, so a
 restarted worker can poll and cancel jobs it did not submit. ``submission_id`` is derived from the run
 id, so a Celery retry re-submits the same id; Ray answers HTTP 500 "already exists", which we treat
@@ -78,9 +80,10 @@ def native_entrypoint(run_id: str) -> str:
 
     The config travels in ``$FIPO_CONFIG_JSON``; the entrypoint writes it to the job's run directory
     and hands that file to ``python -m fipo_engine.cli train``. ``$FIPO_PYTHON`` picks the interpreter
-    (a venv on the nodes); ``$FIPO_RUN_DIR`` the output directory (default under /tmp).
+    (a venv on the nodes); the run directory is ``$FIPO_RUNS_DIR/<run id>`` (default base /tmp/fipo-runs),
+    where the tracking spool keeps every event until the control plane has it.
     """
-    run_dir = f"${{FIPO_RUN_DIR:-/tmp/fipo-runs/{shlex.quote(str(run_id))}}}"
+    run_dir = f"${{FIPO_RUNS_DIR:-/tmp/fipo-runs}}/{shlex.quote(str(run_id))}"
     return (
         f'mkdir -p "{run_dir}" && printf %s "$FIPO_CONFIG_JSON" > "{run_dir}/config.json" && '
         f'exec "${{FIPO_PYTHON:-python}}" -m fipo_engine.cli train "{run_dir}/config.json" --out "{run_dir}" '
@@ -251,26 +254,21 @@ class RayLauncher:
                 return JobStatus(status.state, f"Ray has not confirmed the stop after {grace_s:.0f} s")
             time.sleep(self.stop_poll_s)
 
-    def read_log(self, handle: str, spec_log_path: Path, offset: int = 0, max_bytes: int = 1 << 20) -> tuple[str, int]:
-        """Up to ``max_bytes`` of driver log from byte ``offset`` (never splitting a UTF-8 character).
+    def read_log(self, handle: str, spec_log_path: Path, offset: int = 0, max_bytes: int | None = None
+                 ) -> tuple[str, int]:
+        """Driver-log text from byte ``offset`` (all of it by default), never splitting a UTF-8 character.
 
-        Ray serves only the whole log, so we slice it. What we return is also appended to
-        ``spec_log_path``, so the run's log file stays readable after the head is gone; offsets count
-        bytes of Ray's log, which equals that file as long as only this method writes it.
+        Ray serves only the whole log, so we slice it here; nothing is written (the web process
+        calls this for the run page). ``spec_log_path`` is unused: the log lives on the Ray head.
         """
         address, sub_id = split_handle(handle)
         data = self.client(address).logs(sub_id).encode()
         if offset > len(data):  # the head restarted and its log began again
             offset = 0
-        chunk = data[offset: offset + max_bytes]
+        chunk = data[offset:] if max_bytes is None else data[offset: offset + max_bytes]
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         text = decoder.decode(chunk, final=False)  # holds back a character split at the end
-        consumed = len(chunk) - len(decoder.getstate()[0])
-        if consumed:
-            spec_log_path.parent.mkdir(parents=True, exist_ok=True)
-            with spec_log_path.open("ab") as fh:
-                fh.write(chunk[:consumed])
-        return text, offset + consumed
+        return text, offset + len(chunk) - len(decoder.getstate()[0])
 
 
 register_launcher(RayLauncher())

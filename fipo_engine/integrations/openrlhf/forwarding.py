@@ -149,11 +149,17 @@ class FipoTracker:
         return self.tracker.close()
 
 
+_HANDLES: dict[str, Any] = {}
+
+
 def tracker_handle() -> Any:
     """The job's ``FipoTracker`` actor, created on first use (one per run, found by name afterwards)."""
-    import ray
-
     run_id = os.environ.get("FIPO_RUN_ID", "local")
-    run_dir = os.environ.get("FIPO_RUN_DIR") or f"/tmp/fipo-runs/{run_id}"
-    actor = ray.remote(num_cpus=0)(FipoTracker).options(name=f"fipo-tracker-{run_id}", get_if_exists=True)
-    return actor.remote(run_dir, os.environ.get("FIPO_SERVER_URL"), run_id, os.environ.get("FIPO_RUN_TOKEN"))
+    if run_id not in _HANDLES:
+        import ray
+
+        run_dir = f"{os.environ.get('FIPO_RUNS_DIR') or '/tmp/fipo-runs'}/{run_id}"  # as the native entrypoint
+        actor = ray.remote(num_cpus=0)(FipoTracker).options(name=f"fipo-tracker-{run_id}", get_if_exists=True)
+        _HANDLES[run_id] = actor.remote(run_dir, os.environ.get("FIPO_SERVER_URL"), run_id,
+                                        os.environ.get("FIPO_RUN_TOKEN"))
+    return _HANDLES[run_id]
