@@ -196,3 +196,35 @@ def test_eval_job_through_celery_reaches_the_leaderboard(teams: dict, tmp_path: 
     assert outsider.post("/api/v1/leaderboards/evaluate/", body, format="json").status_code == 404
     no_ckpt = client.post("/api/v1/leaderboards/evaluate/", {**body, "step": 99}, format="json")
     assert no_ckpt.status_code == 409
+
+    # a failing command leaves a log item saying why, and no entry
+    with django_capture_on_commit_callbacks(execute=True):
+        failing = client.post("/api/v1/leaderboards/evaluate/", {**body, "benchmark": "no-such-benchmark"},
+                              format="json")
+    assert failing.status_code == 202
+    log = StreamItem.objects.filter(run=run, type="log").order_by("-pos").first()
+    assert log is not None and "no-such-benchmark" in log.data["text"] and "exit code 2" in log.data["text"]
+    assert LeaderboardEntry.objects.filter(run=run).count() == 1
+
+
+def test_ingested_eval_event_becomes_the_runs_entry(started_run, member) -> None:
+    """The trainer's `eval` event through the real ingest endpoint lands on the board of the file's stem,
+    with the run's eval sampling settings filled in from its config."""
+    run, token = started_run
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+    events = [
+        {"seq": 1, "type": "eval", "benchmark": "data/aime-2024.parquet", "step": 5, "pass_at_1": 0.25,
+         "pass_at_1_ci": [0.1, 0.4], "k": 4, "cons_at_k": 0.3, "pass_at_k": 0.5, "n_problems": 30},
+        {"seq": 2, "type": "eval", "benchmark": "data/aime-2024.parquet", "step": 10, "pass_at_1": 2.0, "k": 4},
+    ]
+    response = client.post(f"/api/v1/runs/{run.pk}/events", events, format="json")
+    assert response.status_code == 200, response.content
+    assert response.json()["acked_seq"] == 2
+    entry = LeaderboardEntry.objects.get(run=run)  # the invalid second event made no entry
+    assert (entry.benchmark, entry.step, entry.pass_at_1, entry.k) == (AIME, 5, 0.25, 4)
+    cfg = run.config
+    assert (entry.temperature, entry.top_p, entry.max_tokens) == (
+        cfg["trainer"]["eval_temperature"], cfg["trainer"]["eval_top_p"], cfg["rollout"]["max_new_tokens"])
+    board = _get(member, f"/api/v1/leaderboards/{AIME}/")
+    assert [e["step"] for e in board["entries"] if e["run"] == run.pk] == [5]

@@ -83,7 +83,8 @@ def eval_job_queue(*, user: User, run_id: Any, benchmark: Any, options: Mapping[
         raise ValidationFailed("run must be a run id", fields=[{"path": "run", "message": "required"}])
     run = run_get(user=user, run_id=run_id)
     access_run_write(user=user, run=run)
-    bench = clean_benchmark(benchmark)
+    clean_benchmark(benchmark)  # validates; the command gets the name or path as given
+    bench = benchmark.strip()
     step = options.get("step")
     if step is not None and (isinstance(step, bool) or not isinstance(step, int)):
         raise ValidationFailed("step must be an integer", fields=[{"path": "step", "message": "invalid"}])

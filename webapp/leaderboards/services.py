@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from pathlib import PurePath
 from typing import Any
 
 from django.db import transaction
@@ -59,11 +60,30 @@ def _number(value: Any, key: str, errors: list[dict[str, str]]) -> float | None:
     return float(value)
 
 
+FILE_SUFFIXES = (".jsonl", ".json", ".parquet")
+
+
 def clean_benchmark(value: Any) -> str:
-    if not isinstance(value, str) or not value.strip() or len(value.strip()) > MAX_BENCHMARK_LENGTH:
-        raise ValidationFailed("benchmark must be a non-empty name of at most 100 characters",
+    """A board name: a benchmark name as given, or a problem file's stem (what ``fipo eval`` names it:
+    ``data/aime-2024.parquet`` -> ``aime-2024``), so in-training evals and eval jobs share a board."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationFailed("benchmark must be a non-empty name", fields=[{"path": "benchmark", "message": "invalid"}])
+    name = value.strip()
+    if name.endswith(FILE_SUFFIXES):
+        name = PurePath(name).stem
+    if not name or len(name) > MAX_BENCHMARK_LENGTH:
+        raise ValidationFailed("benchmark must be a name of at most 100 characters",
                                fields=[{"path": "benchmark", "message": "invalid"}])
-    return value.strip()
+    return name
+
+
+def _run_protocol(run: Run) -> dict[str, Any]:
+    """Sampling settings of a run's in-training evaluation, from its stored config (filled in when an
+    ``eval`` event does not carry them)."""
+    cfg = run.config if isinstance(run.config, dict) else {}
+    trainer, rollout = cfg.get("trainer", {}), cfg.get("rollout", {})
+    return {"temperature": trainer.get("eval_temperature"), "top_p": trainer.get("eval_top_p"),
+            "max_tokens": rollout.get("max_new_tokens")}
 
 
 def clean_eval_result(data: Any) -> dict[str, Any]:
@@ -112,6 +132,9 @@ def entry_record_eval(*, run: Run, data: Mapping[str, Any]) -> LeaderboardEntry:
     benchmark = clean_benchmark(data.get("benchmark") if isinstance(data, Mapping) else None)
     fields = clean_eval_result(data)
     step = fields.pop("step")
+    for key, value in _run_protocol(run).items():
+        if fields.get(key) is None and value is not None:
+            fields[key] = value
     entry = (LeaderboardEntry.objects.select_for_update()
              .filter(run=run, benchmark=benchmark, step=step).order_by("id").first())
     if entry is None:
