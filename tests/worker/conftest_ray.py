@@ -1,4 +1,4 @@
-"""A real local Ray head for the Ray tests (shared by tests/worker and tests/engine), plus an ingest stand-in.
+"""A real local Ray head for the Ray tests.
 
 The head listens on GCS port 6380 (6379 is Redis) with the dashboard (the Jobs REST API) on a free
 port of 127.0.0.1. Start and stop take about 7 s each, so one head serves a whole test module.
@@ -7,16 +7,13 @@ port of 127.0.0.1. Start and stop take about 7 s each, so one head serves a whol
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -76,54 +73,3 @@ def job_env(**extra: str) -> dict[str, str]:
     """Runtime env vars that let a job on this machine use this checkout and this venv."""
     return {"FIPO_PYTHON": sys.executable, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1",
             "HF_HUB_OFFLINE": "1", **extra}
-
-
-class IngestServer:
-    """A minimal stand-in for ``POST /api/v1/runs/<id>/events`` that records what arrives."""
-
-    def __init__(self) -> None:
-        self.events: dict[str, list[dict]] = {}
-        self.lock = threading.Lock()
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                run_id = self.path.strip("/").split("/")[-2]
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with outer.lock:
-                    held = outer.events.setdefault(run_id, [])
-                    seen = {e["seq"] for e in held}
-                    new = [e for e in body if e["seq"] not in seen]
-                    held.extend(new)
-                    seqs = sorted(e["seq"] for e in held)
-                    acked = 0
-                    for s in seqs:
-                        if s != acked + 1:
-                            break
-                        acked = s
-                data = json.dumps({"acked_seq": acked, "accepted": len(new),
-                                   "duplicates": len(body) - len(new), "rejected": []}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def __enter__(self) -> IngestServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-    def of(self, run_id: str) -> list[dict]:
-        with self.lock:
-            return list(self.events.get(str(run_id), []))

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from fipo_engine.config import apply_overrides, preset
-from tests.worker.conftest_ray import REPO, IngestServer, free_port, job_env, start_head
+from tests.worker.conftest_ray import REPO, free_port, job_env, start_head
 from worker.launchers.base import LauncherError, LaunchSpec, get_launcher
 from worker.launchers.ray import (
     RayJobsClient,
@@ -45,7 +45,7 @@ def tiny_config(address: str, **extra: object) -> dict:
 def spec_for(tmp_path: Path, run_id: str, config: dict, server_url: str = "http://127.0.0.1:9", **env: str) -> LaunchSpec:
     return LaunchSpec(run_id=run_id, config=config, server_url=server_url, token=f"tok-{run_id}",
                       workdir=tmp_path / run_id, log_path=tmp_path / run_id / "log.txt",
-                      env=job_env(FIPO_RUN_DIR=str(tmp_path / run_id), **env))
+                      env=job_env(FIPO_RUNS_DIR=str(tmp_path), **env))
 
 
 # ------------------------------------------------------------------------------ no Ray needed
@@ -116,41 +116,6 @@ def wait_for(launcher: RayLauncher, handle: str, states: set[str], timeout: floa
         time.sleep(0.5)
 
 
-@pytest.mark.ray
-@pytest.mark.slow
-def test_fipo_train_job_reports_to_control_plane_and_second_job_is_cancelled(ray_head: str, tmp_path: Path) -> None:
-    launcher = RayLauncher(attempts=3, backoff_s=0.2)
-    with IngestServer() as ingest:
-        spec = spec_for(tmp_path, "101", tiny_config(ray_head), server_url=ingest.url)
-        handle = launcher.start(spec)
-        assert handle == f"{ray_head}/api/jobs/fipo-run-101"
-        assert launcher.start(spec) == handle  # a retried submission is idempotent
-
-        # A second, long job that we cancel while it runs.
-        long_spec = spec_for(tmp_path, "102", tiny_config(ray_head, **{"trainer.total_steps": 10_000}))
-        long_handle = launcher.start(long_spec)
-        assert wait_for(launcher, long_handle, {"running", "failed"}, 60).state == "running"
-        stopped = launcher.cancel(long_handle, grace_s=30)
-        assert stopped.state == "stopped", stopped
-        assert launcher.poll(long_handle).state == "stopped"
-
-        final = wait_for(launcher, handle, {"succeeded", "failed", "stopped"}, 150)
-        text, offset = launcher.read_log(handle, spec.log_path)
-        assert final.state == "succeeded", f"{final}\n{text[-3000:]}"
-        assert offset == len(text.encode()) and spec.log_path.read_text() == text
-        assert launcher.read_log(handle, spec.log_path, offset) == ("", offset)
-
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and not any(e["type"] == "status" and e.get("state") == "succeeded"
-                                                       for e in ingest.of("101")):
-            time.sleep(0.3)
-        events = ingest.of("101")
-    types = {e["type"] for e in events}
-    assert {"metric", "status"} <= types, events[:5]
-    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))  # in order, exactly once
-    assert any(e["type"] == "status" and e.get("state") == "succeeded" for e in events)
-
-
 PROBE = '''
 import json
 import ray
@@ -184,24 +149,73 @@ print("PROBE " + json.dumps(ray.get(probe.remote())))
 '''
 
 
-@pytest.mark.ray
-@pytest.mark.slow
-def test_setup_hook_swaps_the_loss_inside_a_ray_worker(ray_head: str, tmp_path: Path) -> None:
-    """A job with the launcher's runtime env hook: the worker's OpenRLHF PolicyLoss is ours, configured
-    from $FIPO_CONFIG_JSON (here the 7B preset: safety threshold 3)."""
+@pytest.fixture(scope="module")
+def hook_probe(ray_head: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """Submit the setup-hook probe job (see PROBE) without waiting, so it runs while other tests do."""
     from tests.engine.test_openrlhf_wheel import extract, standin_site
     from worker.launchers.ray import SETUP_HOOK
 
-    site = standin_site(extract(tmp_path / "wheel"), tmp_path / "site")
-    script = tmp_path / "probe.py"
+    tmp = tmp_path_factory.mktemp("hook")
+    site = standin_site(extract(tmp / "wheel"), tmp / "site")
+    script = tmp / "probe.py"
     script.write_text(PROBE)
     env = job_env(PYTHONPATH=f"{site}:{REPO}", FIPO_CONFIG_JSON=preset("fipo-7b").model_dump_json())
-    client = RayJobsClient(ray_head)
-    sub_id = client.submit({"entrypoint": f"{sys.executable} {script}", "submission_id": "fipo-hook-probe",
-                            "runtime_env": {"env_vars": env, "worker_process_setup_hook": SETUP_HOOK}})
+    return RayJobsClient(ray_head).submit({"entrypoint": f"{sys.executable} {script}", "submission_id": "fipo-hook-probe",
+                                           "runtime_env": {"env_vars": env, "worker_process_setup_hook": SETUP_HOOK}})
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+@pytest.mark.timeout(900)  # about 100 s on 2 idle cores; generous for a loaded CI machine
+def test_celery_launches_ray_jobs_whose_events_reach_the_control_plane_and_cancel_stops_them(
+        ray_head: str, hook_probe: str, tmp_path: Path) -> None:
+    """The whole path on real parts: API -> Celery worker -> ray launcher -> Ray job running ``fipo train``
+    -> tracking events over HTTP -> stored metrics; then a second run cancelled with Ray's stop confirmed.
+    (``hook_probe`` is requested only so that the probe job runs on the head while the stack starts.)"""
+    from tests.worker.stack import live_stack
+
+    on_ray = {"launcher.backend": "ray", "launcher.ray.address": ray_head,
+              "launcher.ray.env_vars": job_env(FIPO_RUNS_DIR=str(tmp_path / "ray-runs")), "trainer.total_steps": 2}
     launcher = RayLauncher()
-    final = wait_for(launcher, job_url(ray_head, sub_id), {"succeeded", "failed", "stopped"}, 120)
-    logs = client.logs(sub_id)
+    with live_stack(tmp_path / "stack", tag="ray", beat=False, FIPO_CANCEL_GRACE_S="30") as stack:
+        run = stack.create_run("on ray", overrides=on_ray)
+        long_run = stack.create_run("on ray, cancelled", overrides={**on_ray, "trainer.total_steps": 100_000})
+        stack.launch(run["id"])
+        stack.launch(long_run["id"])
+        detail = stack.wait_status(run["id"], {"succeeded", "failed", "cancelled", "lost"}, timeout_s=400)
+        assert detail["status"] == "succeeded", f"{detail['transitions']}\n{detail['log_tail'][-3000:]}"
+        handle = detail["handle"]
+        assert handle == f"{ray_head}/api/jobs/fipo-run-{run['id']}"
+        series = stack.api().get(f"/runs/{run['id']}/metrics", params={"keys": "reward/mean"}).json()["series"]
+        assert series["reward/mean"]["step"] == [1, 2]
+        assert wait_for(launcher, handle, {"succeeded"}, 30).state == "succeeded"  # Ray agrees
+        log_text, offset = launcher.read_log(handle, Path("unused"))
+        assert detail["log_tail"] and detail["log_tail"] in log_text  # the run page shows the driver log
+        assert launcher.read_log(handle, Path("unused"), offset) == ("", offset)
+
+        # A retried submission of the same run is the same job (Ray's "already exists" is success).
+        spec = spec_for(tmp_path, str(run["id"]), stack.run(run["id"])["config"])
+        assert launcher.start(spec) == handle
+
+        deadline = time.monotonic() + 300
+        while (long_detail := stack.run(long_run["id"]))["last_step"] is None:
+            assert long_detail["status"] in {"queued", "starting", "running"}, long_detail["transitions"]
+            assert time.monotonic() < deadline, stack.log_tail()
+            time.sleep(0.5)
+        assert stack.api().post(f"/runs/{long_run['id']}/cancel").status_code == 202
+        long_detail = stack.wait_status(long_run["id"], {"cancelled", "failed", "succeeded", "lost"}, timeout_s=180)
+        assert long_detail["status"] == "cancelled", long_detail["transitions"]
+        assert "job stopped" in long_detail["transitions"][-1]["reason"]
+        assert launcher.poll(long_detail["handle"]).state == "stopped"
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_setup_hook_swaps_the_loss_inside_a_ray_worker(ray_head: str, hook_probe: str) -> None:
+    """A job with the launcher's runtime-env hook: the worker's OpenRLHF PolicyLoss is ours, configured
+    from $FIPO_CONFIG_JSON (here the 7B preset: safety threshold 3)."""
+    final = wait_for(RayLauncher(), job_url(ray_head, hook_probe), {"succeeded", "failed", "stopped"}, 120)
+    logs = RayJobsClient(ray_head).logs(hook_probe)
     assert final.state == "succeeded", logs[-3000:]
     result = json.loads(logs.split("PROBE ", 1)[1].splitlines()[0])
     assert result == {"models": "FipoPolicyLoss", "ppo_actor": "FipoPolicyLoss", "safety": 3.0, "equal": True,
