@@ -146,7 +146,7 @@ def test_csrf_is_enforced_on_session_writes_only(client_for: Any, member: Any, t
 
 
 _scalar = st.one_of(st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
-                    st.floats(allow_nan=False), st.text(max_size=10))
+                    st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=10))
 _json = st.recursive(_scalar, lambda inner: st.one_of(st.lists(inner, max_size=3),
                                                       st.dictionaries(st.text(max_size=10), inner, max_size=3)),
                      max_leaves=10)

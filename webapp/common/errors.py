@@ -130,6 +130,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         fields = _flatten_drf_detail(exc.detail)
         message = "; ".join(f"{f['path']}: {f['message']}" if f["path"] else f["message"] for f in fields)
         response.data = error_body(code, message or "invalid input", fields)
+    elif code == "validation_error":  # a parse error: the body as a whole is wrong
+        response.data = error_body(code, str(exc.detail), [{"path": "", "message": str(exc.detail)}])
     else:
         response.data = error_body(code, str(exc.detail))
     response.status_code = status
