@@ -152,8 +152,8 @@ print("PROBE " + json.dumps(ray.get(probe.remote())))
 @pytest.fixture(scope="module")
 def hook_probe(ray_head: str, tmp_path_factory: pytest.TempPathFactory) -> str:
     """Submit the setup-hook probe job (see PROBE) without waiting, so it runs while other tests do."""
+    from fipo_engine.integrations.openrlhf.command import SETUP_HOOK
     from tests.engine.test_openrlhf_wheel import extract, standin_site
-    from worker.launchers.ray import SETUP_HOOK
 
     tmp = tmp_path_factory.mktemp("hook")
     site = standin_site(extract(tmp / "wheel"), tmp / "site")

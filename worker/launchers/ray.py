@@ -36,7 +36,6 @@ import httpx
 from worker.launchers.base import JobState, JobStatus, LauncherError, LaunchSpec, register_launcher
 
 JOBS_PATH = "/api/jobs/"
-SETUP_HOOK = "fipo_engine.integrations.openrlhf.hook.setup"
 
 # Ray job status -> our launcher state (base.JobState).
 _STATE: dict[str, JobState] = {
@@ -91,12 +90,13 @@ def native_entrypoint(run_id: str) -> str:
     )
 
 
-def openrlhf_entrypoint(config: Mapping[str, Any]) -> str:
-    """Entrypoint of an OpenRLHF job: exactly what ``fipo openrlhf-command`` prints for this config."""
+def openrlhf_job(config: Mapping[str, Any]) -> tuple[str, str]:
+    """(entrypoint, setup hook) of an OpenRLHF job; the entrypoint is exactly what
+    ``fipo openrlhf-command`` prints for this config (imported here: it pulls in the engine)."""
     from fipo_engine.config import validate_config
-    from fipo_engine.integrations.openrlhf.command import openrlhf_command
+    from fipo_engine.integrations.openrlhf.command import SETUP_HOOK, openrlhf_command
 
-    return openrlhf_command(validate_config(config))
+    return openrlhf_command(validate_config(config)), SETUP_HOOK
 
 
 def build_submission(spec: LaunchSpec) -> dict[str, Any]:
@@ -115,9 +115,8 @@ def build_submission(spec: LaunchSpec) -> dict[str, Any]:
     if ray_cfg.get("pip"):
         runtime_env["pip"] = list(ray_cfg["pip"])
     if engine == "openrlhf":
-        entrypoint = openrlhf_entrypoint(spec.config)
-        # Swaps OpenRLHF's PolicyLoss for the FIPO subclass in every worker of the job.
-        runtime_env["worker_process_setup_hook"] = SETUP_HOOK
+        # The hook swaps OpenRLHF's PolicyLoss for the FIPO subclass in every worker of the job.
+        entrypoint, runtime_env["worker_process_setup_hook"] = openrlhf_job(spec.config)
     elif engine == "native":
         entrypoint = native_entrypoint(spec.run_id)
     else:
