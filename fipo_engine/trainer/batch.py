@@ -55,9 +55,12 @@ def select(packed: Packed, rows: Tensor) -> Packed:
                   packed.prompt_len - left)
 
 
-def response_logprobs(model: torch.nn.Module, packed: Packed, *, with_entropy: bool = False
-                      ) -> tuple[Tensor, Tensor | None]:
-    """``log_prob[N, L]`` of the response tokens (with grad if enabled) and detached ``entropy[N, L]``."""
+def response_logprobs(model: torch.nn.Module, packed: Packed, *, with_entropy: bool = False,
+                      entropy_grad: bool = False) -> tuple[Tensor, Tensor | None]:
+    """``log_prob[N, L]`` of the response tokens (with grad if enabled) and ``entropy[N, L]``.
+
+    The entropy is detached unless ``entropy_grad`` (an entropy bonus in the loss needs its gradient).
+    """
     device = next(model.parameters()).device
     input_ids = packed.input_ids.to(device)
     attention = packed.attention_mask.to(device)
@@ -70,6 +73,6 @@ def response_logprobs(model: torch.nn.Module, packed: Packed, *, with_entropy: b
     log_prob = logp_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # [N, L]
     entropy = None
     if with_entropy:
-        with torch.no_grad():
+        with torch.set_grad_enabled(entropy_grad and torch.is_grad_enabled()):
             entropy = -(logp_all.exp() * logp_all).sum(-1)
     return log_prob, entropy

@@ -1,0 +1,386 @@
+"""The native FIPO trainer: one loop that reads top to bottom (rollout, reward, advantage, loss, step).
+
+How FIPO differs from the algorithms it builds on (FIPO_SPEC.md):
+1. GRPO samples G responses per prompt and gives every token of a response the same advantage,
+   the response's reward normalised within its group (mean and unbiased std), then takes PPO
+   clipped steps (often with a KL penalty to a reference model).
+2. DAPO keeps the group advantage and drops the KL term; it adds clip-higher (ε_high 0.28 >
+   ε_low 0.2), a dual clip c = 10 for negative advantages, a token-mean loss, dynamic sampling
+   (groups whose answers are all right or all wrong are dropped and more prompts are drawn) and a
+   soft overlong penalty on the reward.
+3. FIPO keeps all of DAPO and re-weights each token's advantage by an influence weight
+   w_t = clip(exp(F_t), 1, 1.2), where F_t = Σ_{k≥t} γ^{k-t} log(π/π_old)_k is the discounted
+   (half-life τ = 32 tokens) sum of the log-ratio *from this token onwards*: tokens whose future
+   the current policy already favours more than the rollout policy get more credit. Tokens with a
+   log-ratio above ln c are left out of the sums, and negative samples with ratio above a safety
+   threshold get weight ≤ 1.
+4. F is zero on-policy, so FIPO only acts when one rollout batch feeds several optimizer steps:
+   old log-probs are recomputed once (π_old), then each mini-batch moves π away from π_old and the
+   later mini-batches see non-trivial weights. Presets therefore use several mini-batches per step.
+
+Launch (the CPU demo, about 10 minutes on 2 cores):
+
+    fipo train cpu-demo --out var/runs/demo
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from fipo_engine.algorithms import outcome_advantages, policy_loss
+from fipo_engine.config import RunConfig
+from fipo_engine.data import PromptStream, load_problems, render_prompt
+from fipo_engine.models import load_hf_dir, load_policy, resolve_device
+from fipo_engine.rewards import score_responses
+from fipo_engine.rollout import SamplingParams, make_rollout
+from fipo_engine.tracking import Tracker
+from fipo_engine.trainer.batch import pack, response_logprobs, select
+from fipo_engine.trainer.checkpoint import (
+    TrainerState,
+    latest_checkpoint,
+    load_optimizer_state,
+    load_rng,
+    load_trainer_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from fipo_engine.trainer.evaluate import run_eval
+from fipo_engine.trainer.metrics import (
+    MetricAccumulator,
+    compact,
+    length_stats,
+    reward_stats,
+    sample_indices,
+)
+from fipo_engine.trainer.sampling import enough_groups, filter_groups
+
+log = logging.getLogger("fipo.trainer")
+
+
+@dataclass
+class TrainResult:
+    """What a run produced: per-step metrics (as logged), the last checkpoint, the last eval."""
+
+    history: list[dict[str, Any]] = field(default_factory=list)
+    last_checkpoint: Path | None = None
+    last_eval: dict[str, float] | None = None
+    final_step: int = 0
+
+
+def _seed_everything(seed: int) -> None:
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _lr_at(cfg: RunConfig, optimizer_step: int) -> float:
+    """Linear warm-up over ``warmup_steps`` optimizer steps, then constant (the recipe's schedule)."""
+    t = cfg.trainer
+    if t.warmup_steps == 0:
+        return t.lr
+    return t.lr * min(1.0, (optimizer_step + 1) / t.warmup_steps)
+
+
+def _warm_start_target(cfg: RunConfig, answer: str) -> str:
+    return f"\\boxed{{{answer}}}" if cfg.reward.name == "math" else answer
+
+
+def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, tracker: Tracker | None = None,
+          progress: bool = True) -> TrainResult:
+    """Train ``cfg`` into ``out_dir`` (config.json, events.jsonl, checkpoints/); see the module docstring."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    own_tracker = tracker is None
+    tracker = tracker or Tracker(out)
+    t = cfg.trainer
+    result = TrainResult()
+    if cfg.algorithm.kl_coef > 0:
+        raise ValueError("algorithm.kl_coef > 0 needs a reference model, which the native trainer does not keep "
+                         "(the recipe uses 0)")
+
+    # ------------------------------------------------------------------ setup: data, model, optimizer
+    if t.cpu_threads:
+        torch.set_num_threads(t.cpu_threads)
+    _seed_everything(t.seed)
+    device = resolve_device(t.device)
+    train_problems, eval_problems = load_problems(cfg.data, t.seed)
+    ckpt_root = out / "checkpoints"
+    ckpt = latest_checkpoint(ckpt_root) if resume else None
+    if resume and ckpt is None:
+        log.warning("--resume: no checkpoint in %s, starting from scratch", ckpt_root)
+    if ckpt is not None:
+        policy = load_hf_dir(ckpt / "model", cfg.model.dtype)
+        policy.model.to(device)
+        state = load_trainer_state(ckpt)
+    else:
+        corpus = [str(p.prompt) + p.answer for p in train_problems[:2000]] + [cfg.data.prompt_suffix]
+        policy = load_policy(cfg.model, corpus=corpus, seed=t.seed, device=device)
+        state = TrainerState()
+    model, tok = policy.model, policy.tokenizer
+    model.train()
+    (out / "config.json").write_text(cfg.to_json())
+
+    def encode(problems: list) -> list[list[int]]:
+        texts = [render_prompt(p, cfg.data, tok, policy.chat) for p in problems]
+        enc = tok(texts, add_special_tokens=not policy.chat, truncation=True,
+                  max_length=cfg.data.max_prompt_length)
+        return enc["input_ids"]
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=t.lr, betas=t.betas, weight_decay=t.weight_decay)
+    if ckpt is not None:
+        load_optimizer_state(ckpt, optimizer)
+        set_rng_state(load_rng(ckpt))
+    stream = PromptStream(train_problems, seed=t.seed, shuffle=cfg.data.shuffle, position=state.data_position)
+    rollout = make_rollout(cfg.rollout, policy, seed=t.seed,
+                           max_model_len=cfg.data.max_prompt_length + cfg.rollout.max_new_tokens)
+    params = SamplingParams(n=cfg.rollout.n, temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p,
+                            top_k=cfg.rollout.top_k, max_new_tokens=cfg.rollout.max_new_tokens)
+    eval_prompts = encode(eval_problems) if eval_problems else []
+    tracker.status("running", f"step {state.step}/{t.total_steps}" + (f", resumed from {ckpt.name}" if ckpt else ""))
+
+    def evaluate(step: int) -> None:
+        if not eval_problems:
+            return
+        ev = run_eval(cfg, rollout, tok, eval_problems, eval_prompts, step, device)
+        ci = ev.pop("pass_at_1_ci")
+        tracker.metric(step, ev)
+        benchmark = cfg.data.eval_path or f"{cfg.data.source}:{cfg.data.task}"
+        tracker.eval(benchmark=benchmark, step=step, pass_at_1=ev["eval/pass_at_1"], pass_at_1_ci=ci,
+                     k=t.eval_k, cons_at_k=ev["eval/cons_at_k"], pass_at_k=ev["eval/pass_at_k"],
+                     n_problems=len(eval_problems))
+        result.last_eval = ev
+
+    # ------------------------------------------------------------------ supervised warm start (CPU demo)
+    if t.sft_warmup_steps and not state.sft_done:
+        sft_stream = PromptStream(train_problems, seed=t.seed + 1)
+        sft_opt = torch.optim.AdamW(model.parameters(), lr=t.sft_lr, weight_decay=0.0)
+        sft_loss = math.nan
+        for _ in range(t.sft_warmup_steps):
+            problems = sft_stream.take(t.micro_batch_size)
+            answers = tok([_warm_start_target(cfg, p.answer) for p in problems], add_special_tokens=False)
+            responses = [[*ids, tok.eos_token_id] for ids in answers["input_ids"]]
+            packed = pack(encode(problems), responses, tok.pad_token_id)
+            log_prob, _ = response_logprobs(model, packed)
+            mask = packed.response_mask.to(log_prob.device)
+            loss = -(log_prob * mask).sum() / mask.sum()
+            sft_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+            sft_opt.step()
+            sft_loss = float(loss.detach())
+        del sft_opt
+        state.sft_done = True
+        tracker.metric(0, {"actor/sft_loss": sft_loss})
+    if state.step == 0 and t.eval_every:
+        evaluate(0)  # the starting point of the eval curve (the recipe validates before training)
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=t.total_steps, initial=state.step, desc="fipo train", unit="step", dynamic_ncols=True)
+    n = cfg.rollout.n
+
+    while state.step < t.total_steps:
+        step = state.step + 1
+        t_step = time.perf_counter()
+        timing: dict[str, float] = {"timing/generate_s": 0.0, "timing/reward_s": 0.0}
+
+        # -------------------------------------------------------------- rollout, reward, dynamic sampling
+        kept: list[dict[str, Any]] = []  # one dict per kept group
+        gen_scores: list[float] = []
+        gen_correct: list[bool] = []
+        counts = {"groups": 0, "all_correct": 0, "all_wrong": 0}
+        num_gen_batches, generated = 0, 0
+        while True:
+            num_gen_batches += 1
+            problems = stream.take(t.gen_batch_size if t.dynamic_sampling else t.train_batch_size)
+            prompt_ids = encode(problems)
+            t0 = time.perf_counter()
+            gens = rollout.generate(prompt_ids, params)  # n per prompt, grouped
+            timing["timing/generate_s"] += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            texts = tok.batch_decode([g.response_ids for g in gens], skip_special_tokens=True)
+            lengths = [len(g.response_ids) for g in gens]
+            rewards = score_responses(cfg.reward, [problems[g.prompt_index] for g in gens], texts, lengths,
+                                      cfg.rollout.max_new_tokens)
+            timing["timing/reward_s"] += time.perf_counter() - t0
+            generated += len(gens)
+            gen_scores += rewards.scores
+            gen_correct += rewards.correct
+            groups = filter_groups(rewards.correct, n) if t.dynamic_sampling else None
+            keep = groups.kept if groups else range(len(problems))
+            if groups:
+                counts["groups"] += groups.total
+                counts["all_correct"] += len(groups.all_correct)
+                counts["all_wrong"] += len(groups.all_wrong)
+            for g in keep:
+                rows = range(g * n, (g + 1) * n)
+                kept.append({"problem": problems[g], "prompt_ids": prompt_ids[g], "text": [texts[i] for i in rows],
+                             "response_ids": [gens[i].response_ids for i in rows],
+                             "truncated": [gens[i].truncated for i in rows],
+                             "scores": [rewards.scores[i] for i in rows], "correct": [rewards.correct[i] for i in rows]})
+            if not t.dynamic_sampling or enough_groups(len(kept), t.train_batch_size, num_gen_batches,
+                                                       t.max_num_gen_batches):
+                break
+        kept = kept[: t.train_batch_size]  # truncate to the train batch (recipe)
+        num_groups = len(kept)
+        metrics: dict[str, Any] = {"reward/gen_mean": float(np.mean(gen_scores)),
+                                   "accuracy/gen_mean": float(np.mean(gen_correct)),
+                                   "sampling/num_gen_batches": float(num_gen_batches)}
+        if counts["groups"]:
+            metrics["sampling/kept_group_fraction"] = 1 - (counts["all_correct"] + counts["all_wrong"]) / counts["groups"]
+            metrics["sampling/all_correct_group_fraction"] = counts["all_correct"] / counts["groups"]
+            metrics["sampling/all_wrong_group_fraction"] = counts["all_wrong"] / counts["groups"]
+
+        trained_tokens = 0
+        if num_groups:
+            seq_prompts = [g["prompt_ids"] for g in kept for _ in range(n)]
+            seq_responses = [r for g in kept for r in g["response_ids"]]
+            scores = torch.tensor([s for g in kept for s in g["scores"]], dtype=torch.float32)
+            correct = [c for g in kept for c in g["correct"]]
+            truncated = [x for g in kept for x in g["truncated"]]
+            resp_lengths = [len(r) for r in seq_responses]
+            metrics.update(reward_stats(scores.tolist(), correct))
+            metrics.update(length_stats(resp_lengths, truncated))
+            metrics["prompt_length/mean"] = float(np.mean([len(p) for p in seq_prompts]))
+
+            # ---------------------------------------------------------- outcome advantage (per sequence)
+            group_ids = torch.arange(num_groups).repeat_interleave(n)
+            seq_adv = outcome_advantages(cfg.algorithm.advantage_estimator, scores, group_ids)  # [N]
+            packed = pack(seq_prompts, seq_responses, tok.pad_token_id)
+            response_mask = packed.response_mask  # [N, L]
+            advantages = seq_adv[:, None] * response_mask  # every token carries its sequence's advantage
+            lengths_t = response_mask.sum(1)
+            metrics["advantage/mean_length_weighted"] = float((seq_adv * lengths_t).sum() / lengths_t.sum())
+
+            # ---------------------------------------------------------- old log-probs (recomputed, §8)
+            t0 = time.perf_counter()
+            num_seqs = num_groups * n
+            old_log_prob = torch.zeros_like(response_mask)
+            with torch.no_grad():
+                for start in range(0, num_seqs, t.micro_batch_size):
+                    rows = torch.arange(start, min(start + t.micro_batch_size, num_seqs))
+                    part = select(packed, rows)
+                    lp, _ = response_logprobs(model, part)
+                    old_log_prob[rows, : part.response_len] = lp.cpu() * part.response_mask
+            timing["timing/old_log_prob_s"] = time.perf_counter() - t0
+
+            # ---------------------------------------------------------- policy update: mini-batches × epochs
+            t0 = time.perf_counter()
+            show = sample_indices(num_groups, n, t.log_samples, t.seed, step)
+            channels: dict[int, dict[str, torch.Tensor]] = {}
+            loss_metrics, grad_norms, entropies, lr = MetricAccumulator(), [], [], t.lr
+            mini_groups = t.ppo_mini_batch_size
+            for epoch in range(t.ppo_epochs):
+                if t.shuffle:
+                    gen = torch.Generator().manual_seed(t.seed * 7919 + step * 31 + epoch)
+                    order = torch.randperm(num_groups, generator=gen)
+                else:
+                    order = torch.arange(num_groups)
+                for g0 in range(0, num_groups, mini_groups):
+                    groups_mb = order[g0: g0 + mini_groups]
+                    seq_rows = (groups_mb[:, None] * n + torch.arange(n)).reshape(-1)  # [mini * n]
+                    optimizer.zero_grad(set_to_none=True)
+                    for m0 in range(0, len(seq_rows), t.micro_batch_size):
+                        rows = seq_rows[m0: m0 + t.micro_batch_size]
+                        part = select(packed, rows)
+                        width = part.response_len
+                        log_prob, entropy = response_logprobs(
+                            model, part, with_entropy=True, entropy_grad=cfg.algorithm.entropy_coeff > 0)
+                        dev = log_prob.device
+                        mask = part.response_mask.to(dev)
+                        old = old_log_prob[rows, :width].to(dev)
+                        adv = advantages[rows, :width].to(dev)
+                        out = policy_loss(cfg.algorithm.policy_loss, log_prob, old, adv, mask, cfg.algorithm.loss)
+                        # verl's loss scale: micro-batch means are averaged, weighted by sequences (§5)
+                        loss = out.loss * (len(rows) / len(seq_rows))
+                        token_entropy = (entropy * mask).sum() / mask.sum().clamp(min=1)
+                        if cfg.algorithm.entropy_coeff > 0:
+                            loss = loss - cfg.algorithm.entropy_coeff * token_entropy * (len(rows) / len(seq_rows))
+                        loss.backward()
+                        loss_metrics.add(out.metrics)
+                        entropies.append(float(token_entropy))
+                        trained_tokens += int(mask.sum())
+                        for j, row in enumerate(rows.tolist()):
+                            if row in show:  # keep the per-token view of the last pass over this sequence
+                                channels[row] = _channels(out, log_prob, old, adv, entropy, j)
+                    grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+                    lr = _lr_at(cfg, state.optimizer_steps)
+                    for group in optimizer.param_groups:
+                        group["lr"] = lr
+                    optimizer.step()
+                    state.optimizer_steps += 1
+                    grad_norms.append(float(grad_norm))
+            rollout.sync_weights()
+            timing["timing/update_s"] = time.perf_counter() - t0
+            metrics.update(loss_metrics.result())
+            metrics["actor/entropy"] = float(np.mean(entropies))
+            metrics["actor/grad_norm"] = float(np.mean(grad_norms))
+            metrics["actor/lr"] = lr
+
+        # -------------------------------------------------------------- log: metrics, samples, progress
+        state.step, state.data_position = step, stream.position
+        step_s = time.perf_counter() - t_step
+        gen_tokens = sum(len(r) for g in kept for r in g["response_ids"])
+        metrics.update(timing)
+        metrics["timing/step_s"] = step_s
+        metrics["perf/samples_per_second"] = generated / step_s
+        metrics["perf/tokens_per_second"] = (gen_tokens + trained_tokens) / step_s
+        tracker.metric(step, metrics)
+        result.history.append({"step": step, **metrics})
+        if num_groups:
+            for index, row in enumerate(sorted(channels)):
+                g, j = divmod(row, n)
+                ids = kept[g]["response_ids"][j]
+                tracker.sample(
+                    step, index, prompt=render_prompt(kept[g]["problem"], cfg.data, tok, policy.chat),
+                    response=kept[g]["text"][j], reward=kept[g]["scores"][j], correct=kept[g]["correct"][j],
+                    tokens=tok.batch_decode([[i] for i in ids]),
+                    **{name: compact(values[: len(ids)]) for name, values in channels[row].items()})
+        if bar is not None:
+            bar.update(1)
+            bar.set_postfix({"reward": f"{metrics.get('reward/gen_mean', 0):.2f}",
+                             "acc": f"{metrics.get('accuracy/gen_mean', 0):.2f}",
+                             "len": f"{metrics.get('response_length/mean', 0):.1f}",
+                             "pass@1": f"{(result.last_eval or {}).get('eval/pass_at_1', float('nan')):.2f}"})
+
+        # -------------------------------------------------------------- eval and checkpoint
+        if t.eval_every and (step % t.eval_every == 0 or step == t.total_steps):
+            evaluate(step)
+        if (t.save_every and step % t.save_every == 0) or step == t.total_steps:
+            path = save_checkpoint(ckpt_root, policy, optimizer, replace(state), cfg, t.keep_checkpoints)
+            tracker.checkpoint(step, str(path.resolve()))
+            result.last_checkpoint = path
+
+    if bar is not None:
+        bar.close()
+    result.final_step = state.step
+    if own_tracker:
+        tracker.close()
+    return result
+
+
+def _channels(out: Any, log_prob: torch.Tensor, old: torch.Tensor, adv: torch.Tensor, entropy: torch.Tensor,
+              j: int) -> dict[str, torch.Tensor]:
+    """The per-token arrays of row ``j`` of a micro-batch, detached on the CPU (sample viewer channels)."""
+    ch = {"logprob": log_prob[j], "old_logprob": old[j], "advantage": adv[j], "entropy": entropy[j]}
+    named = {"ratio": "ratio", "future_kl": "future_kl", "influence": "influence_weights",
+             "weighted_advantage": "weighted_advantages"}
+    for channel, attr in named.items():
+        value = getattr(out, attr, None)
+        if value is not None:
+            ch[channel] = value[j]
+    if "ratio" not in ch:
+        ch["ratio"] = torch.exp(log_prob[j] - old[j])
+    return {k: v.detach().float().cpu() for k, v in ch.items()}
