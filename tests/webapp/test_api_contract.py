@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -165,13 +166,13 @@ def test_personal_api_tokens(client_for: Any, member: Any, api_client: Any, sett
 
 def test_token_endpoint_is_throttled_after_failures(api_client: Any, member: Any, settings: Any) -> None:
     settings.FIPO_LOGIN_MAX_ATTEMPTS = 3
-    api_client.defaults["REMOTE_ADDR"] = "10.9.8.7"
+    api_client.defaults["REMOTE_ADDR"] = f"test-{uuid.uuid4().hex}"  # counters outlive the test in Redis
     url = "/api/v1/auth/token"
     for _ in range(3):
         assert api_client.post(url, {"username": "alice", "password": "wrong"}, format="json").status_code == 401
     blocked = api_client.post(url, {"username": "alice", "password": "pw"}, format="json")
     assert blocked.status_code == 429 and blocked.json()["error"]["code"] == "throttled"
     assert int(blocked["Retry-After"]) > 0
-    api_client.defaults["REMOTE_ADDR"] = "10.9.8.8"  # another client is not blocked
+    api_client.defaults["REMOTE_ADDR"] = f"test-{uuid.uuid4().hex}"  # another client is not blocked
     good = api_client.post(url, {"username": "alice", "password": "pw", "name": "ci"}, format="json")
     assert good.status_code == 201 and good.json()["key"].startswith("fipo_")
