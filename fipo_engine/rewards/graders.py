@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import threading
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -72,12 +73,18 @@ def _parse_gold(answer: str) -> tuple[Any, ...]:
     return tuple(parse(wrapped, parsing_timeout=_timeout()))
 
 
+_INTEGER = re.compile(r"^-?\d+$")
+
+
 def math_equal(predicted: str, gold: str) -> bool:
     """Whether two answer strings are mathematically equal (math-verify; string fallback)."""
     from math_verify import parse, verify
 
-    if normalize_answer(predicted) == normalize_answer(gold):
+    pred_norm, gold_norm = normalize_answer(predicted), normalize_answer(gold)
+    if pred_norm == gold_norm:
         return True
+    if pred_norm is not None and gold_norm is not None and _INTEGER.match(pred_norm) and _INTEGER.match(gold_norm):
+        return False  # two different plain integers (the AIME case): no need to parse
     try:
         gold_parsed = list(_parse_gold(gold))
         pred_parsed = parse(f"${predicted}$", parsing_timeout=_timeout())
