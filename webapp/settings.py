@@ -182,7 +182,9 @@ if REDIS_URL:
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [REDIS_URL],
+                # redis-py >= 8 times reads out after 5 s by default, exactly channels_redis's blocking
+                # receive (BZPOPMIN, 5 s): an idle websocket then dies with TimeoutError (code 1011).
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
                 "prefix": _env("FIPO_CHANNELS_PREFIX", "fipo-asgi"),
                 "capacity": 1000,
                 "expiry": 60,
