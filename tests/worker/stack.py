@@ -220,8 +220,11 @@ class LiveStack:
 
 
 @contextmanager
-def live_stack(tmp_dir: Path, *, tag: str, beat: bool = True, **env_extra: str) -> Iterator[LiveStack]:
-    """Start a whole stack on a free port; stop it and drop its database afterwards."""
+def live_stack(tmp_dir: Path, *, tag: str, beat: bool = True, worker: bool = True,
+               **env_extra: str) -> Iterator[LiveStack]:
+    """Start a whole stack on a free port; stop it and drop its database afterwards.
+
+    ``worker``/``beat`` False leave those processes out (the ingest bench needs the web server only)."""
     db = make_database(tag)
     port = free_port()
     var_dir = tmp_dir / "var"
@@ -234,7 +237,8 @@ def live_stack(tmp_dir: Path, *, tag: str, beat: bool = True, **env_extra: str) 
     try:
         users = setup_accounts(env)
         supervisor.start("web", web_command("127.0.0.1", port), env=env, cwd=ROOT)
-        supervisor.start("worker", worker_command(concurrency=4, name=f"stack-{tag}"), env=env, cwd=ROOT)
+        if worker:
+            supervisor.start("worker", worker_command(concurrency=4, name=f"stack-{tag}"), env=env, cwd=ROOT)
         if beat:
             supervisor.start("beat", beat_command(var_dir / "celerybeat-schedule"), env=env, cwd=ROOT)
         base_url = f"http://127.0.0.1:{port}"

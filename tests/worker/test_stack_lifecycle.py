@@ -84,7 +84,9 @@ def finished_run(stack: LiveStack) -> dict[str, Any]:
     recorder = StreamRecorder(stack, run["id"])
     stack.launch(run["id"])
     detail = stack.wait_status(run["id"], {"succeeded", "failed", "cancelled", "lost"}, timeout_s=240)
-    return {"detail": detail, "items": recorder.stop(), "metrics": stack.api().get(f"/runs/{run['id']}/metrics").json()}
+    items = recorder.stop()
+    return {"detail": detail, "items": items, "close_code": recorder.close_code, "stack": stack,
+            "metrics": stack.api().get(f"/runs/{run['id']}/metrics").json()}
 
 
 def test_a_launched_run_trains_and_succeeds_with_its_metrics_stored(stack: LiveStack, finished_run: dict) -> None:
@@ -117,7 +119,9 @@ def test_the_websocket_on_the_real_server_streamed_statuses_and_metrics(finished
     positions = [item["pos"] for item in items]
     assert positions == sorted(set(positions)), "stream items out of order or repeated"
     statuses = [item["data"]["status"] for item in items if item["type"] == "status"]
-    assert statuses == ["draft", "queued", "starting", "running", "succeeded"]
+    assert statuses == ["draft", "queued", "starting", "running", "succeeded"], (
+        f"close code {finished_run['close_code']}; items {[(i['pos'], i['type']) for i in items]}\n"
+        f"{finished_run['stack'].log_tail(60)}")
     metric_names: dict[int, set[str]] = {}
     for item in items:
         if item["type"] == "metric":
