@@ -72,6 +72,20 @@ def post_metrics(server: DashboardServer, run_id: int, token: str, points: int, 
     return time.perf_counter() - t0
 
 
+BREAKDOWN_JS = """() => {
+  const out = {};
+  for (const e of performance.getEntriesByType('resource')) {
+    const u = new URL(e.name);
+    const key = u.pathname.replace(/\\d+/g, 'N');
+    out[key] = [Math.round(e.startTime), Math.round(e.responseEnd)];
+  }
+  for (const m of performance.getEntriesByType('mark')) out[m.name] = Math.round(m.startTime);
+  const nav = performance.getEntriesByType('navigation')[0];
+  out['domContentLoaded'] = Math.round(nav.domContentLoadedEventEnd);
+  return out;
+}"""
+
+
 def table(rows: list[tuple[str, ...]], header: tuple[str, ...]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     line = lambda r: "| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) + " |"  # noqa: E731
@@ -105,12 +119,17 @@ def main() -> None:
         run = server.create_run("bench sample")
         token = server.start_runs(run["id"])[run["id"]]
         server.post_events(run["id"], token, [sample_event(1, step=1, index=0, n_tokens=args.tokens, seed=2)])
+        sample_id = server.api().get(f"/runs/{run['id']}/samples/", params={"step": 1}).json()["results"][0]["id"]
+        t0 = time.perf_counter()
+        server.api().get(f"/samples/{sample_id}/").raise_for_status()
+        api_ms = (time.perf_counter() - t0) * 1000
         sample_rows = []
         load_ms, heat_ms, switch_ms, naive_ms = [], [], [], []
         for _ in range(args.reps):
-            page.goto(f"/runs/{run['id']}/samples/?step=1")
+            page.goto(f"/runs/{run['id']}/samples/?step=1&sample={sample_id}")
             page.wait_for_selector(f"#tokens[data-rendered='{args.tokens}']")
             load_ms.append(page.evaluate("() => performance.now()"))
+            sample_breakdown = page.evaluate(BREAKDOWN_JS)
             heat_ms.append(float(page.evaluate("() => Number(document.getElementById('sample-body').dataset.renderMs)")))
             switch_ms.append(page.evaluate("""() => new Promise(res => {
                 const t0 = performance.now();
@@ -121,6 +140,7 @@ def main() -> None:
             naive_ms.append(page.evaluate(NAIVE_JS, sample))
         sample_rows.append((f"samples page, {args.tokens:,} tokens x 8 channels: navigation -> all tokens in DOM",
                             f"{med(load_ms):.0f}", f"{min(load_ms):.0f}", "< 1000"))
+        sample_rows.append(("  GET /api/v1/samples/<id>/ alone (server, from the bench process)", f"{api_ms:.0f}", "", ""))
         sample_rows.append(("  of which the heatmap (bins, legend, strip, chunked DOM)", f"{med(heat_ms):.0f}",
                             f"{min(heat_ms):.0f}", ""))
         sample_rows.append(("  channel switch (future-KL -> ratio), to next frame", f"{med(switch_ms):.0f}",
@@ -131,6 +151,7 @@ def main() -> None:
 
         # ---- 2. run page, 12 charts x N points (and the 1,000-point baseline)
         chart_rows = []
+        breakdowns: dict[int, dict] = {}
         for points in (1000, args.points):
             run = server.create_run(f"bench charts {points}")
             token = server.start_runs(run["id"])[run["id"]]
@@ -140,6 +161,7 @@ def main() -> None:
                 page.goto(f"/runs/{run['id']}/")
                 page.wait_for_function("() => document.body.dataset.chartsReady === '12'")
                 times.append(page.evaluate("() => performance.now()"))
+                breakdowns[points] = page.evaluate(BREAKDOWN_JS)
             drawn = page.evaluate("() => [...document.querySelectorAll('.chart')].map(c => Number(c.dataset.points))")
             chart_rows.append((f"run page, 12 charts x {points:,} points: navigation -> all charts drawn",
                                f"{med(times):.0f}", f"{min(times):.0f}", "< 2000" if points == args.points else "baseline",
@@ -152,7 +174,10 @@ def main() -> None:
     print(table(sample_rows, ("measure", "median ms", "best ms", "target")))
     print()
     print(table(chart_rows, ("measure", "median ms", "best ms", "target", "points drawn/chart", "ingest s")))
-    print(f"\nratio 100k-point page / 1k-point page: {big / base:.2f}")
+    print(f"\nratio {args.points:,}-point page / 1,000-point page: {big / base:.2f}")
+    print("\nwhere the time goes (last rep; ms since navigation start; resources as [start, end]):")
+    print("samples page:", sample_breakdown)
+    print(f"run page, {args.points:,} points:", breakdowns[args.points])
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ spec: for each chunk of 128 columns, build the [L, 128] decay block γ^(k−t)·
 with ``torch.quantile``); ``ours`` is ``fipo_engine.algorithms.future_kl`` and
 ``policy_loss("fipo")`` with the 32B recipe config.
 
-Reported per (B, L): median wall time of each (after warm-up), the ratio baseline/ours, the max
+Reported per (B, L): median wall and process-CPU time of each (after warm-up), the ratios, the max
 abs difference of F (ours vs baseline, and both vs a float64 reference), the difference of the
 loss, and the peak memory of one call. Peak memory is the high-water mark of torch's CPU
 allocations during one call, read from torch.profiler's memory events (profile_memory=True;
@@ -97,15 +97,21 @@ def baseline_loss(log_prob: torch.Tensor, old_log_prob: torch.Tensor, adv: torch
 
 
 # --------------------------------------------------------------------------------- measurement
-def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
+def median_seconds(fn: Callable[[], object], repeats: int, warmup: int = 1) -> tuple[float, float]:
+    """(median wall seconds, median CPU seconds of this process) over ``repeats`` calls after warm-up.
+
+    CPU time is the steadier number on a shared machine: it leaves out the time spent waiting for
+    a core (with one torch thread it is close to the wall time of an idle machine).
+    """
     for _ in range(warmup):
         fn()
-    times = []
+    wall, cpu = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    return statistics.median(wall), statistics.median(cpu)
 
 
 def peak_bytes(fn: Callable[[], object]) -> int:
@@ -162,10 +168,13 @@ def run_case(batch: int, length: int, *, quick: bool, seed: int) -> dict[str, fl
     f_ours, f_base = ours_f(), base_f()
     exact = float64_reference(log_prob, old, mask, cfg.gamma)
     loss_ours, (loss_base, _) = ours_loss().loss.item(), base_loss()
+    (base_f_s, base_f_cpu), (ours_f_s, ours_f_cpu) = median_seconds(base_f, base_reps), median_seconds(ours_f, our_reps, 2)
+    (base_l_s, base_l_cpu), (ours_l_s, ours_l_cpu) = (median_seconds(base_loss, base_reps),
+                                                      median_seconds(ours_loss, our_reps, 2))
     return {
         "B": batch, "L": length,
-        "base_f_s": median_seconds(base_f, base_reps), "ours_f_s": median_seconds(ours_f, our_reps, warmup=2),
-        "base_loss_s": median_seconds(base_loss, base_reps), "ours_loss_s": median_seconds(ours_loss, our_reps, warmup=2),
+        "base_f_s": base_f_s, "ours_f_s": ours_f_s, "base_f_cpu": base_f_cpu, "ours_f_cpu": ours_f_cpu,
+        "base_loss_s": base_l_s, "ours_loss_s": ours_l_s, "base_loss_cpu": base_l_cpu, "ours_loss_cpu": ours_l_cpu,
         "diff_f": (f_ours - f_base)[mask].abs().max().item(),
         "err_ours": (f_ours.double() - exact)[mask].abs().max().item(),
         "err_base": (f_base.double() - exact)[mask].abs().max().item(),
@@ -176,7 +185,7 @@ def run_case(batch: int, length: int, *, quick: bool, seed: int) -> dict[str, fl
 
 
 def fmt_time(seconds: float) -> str:
-    return f"{seconds * 1e3:9.1f} ms" if seconds >= 0.1 else f"{seconds * 1e3:9.3f} ms"
+    return f"{seconds * 1e3:.0f} ms" if seconds >= 0.1 else f"{seconds * 1e3:.3f} ms"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -192,27 +201,36 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# future KL benchmark: torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{os.cpu_count()} CPUs, {platform.processor() or platform.machine()}, load avg "
           f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}, fp32, decay_rate 32, chunk {CHUNK}")
-    rows = [run_case(b, n, quick=args.quick, seed=args.seed) for b, n in cases]
+    rows = []
+    for b, n in cases:
+        started = time.perf_counter()
+        rows.append(run_case(b, n, quick=args.quick, seed=args.seed))
+        print(f"  measured B={b} L={n} in {time.perf_counter() - started:.0f} s", file=sys.stderr, flush=True)
     print()
-    print("## future_kl alone: official chunked O(B·L²) vs our blocked O(B·L) scan")
-    print("|  B |     L |  baseline    |  ours        |   ratio | ours ns/token | max|Δ| vs baseline | err ours | err baseline | peak mem baseline | peak mem ours |")
-    print("|---:|------:|-------------:|-------------:|--------:|--------------:|-------------------:|---------:|-------------:|------------------:|--------------:|")
+    print("## future_kl alone: official chunked O(B·L²) vs our blocked O(B·L) scan (medians)")
+    print("|  B |     L | baseline wall | ours wall | ratio wall | baseline CPU | ours CPU | ratio CPU | ours CPU ns/token "
+          "| max abs diff | err ours | err baseline | peak mem baseline | peak mem ours |")
+    print("|---:|------:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['B']:>2} | {r['L']:>5} | {fmt_time(r['base_f_s'])} | {fmt_time(r['ours_f_s'])} | "
-              f"{r['base_f_s'] / r['ours_f_s']:>6.0f}x | {r['ours_f_s'] / (r['B'] * r['L']) * 1e9:>13.1f} | "
-              f"{r['diff_f']:>18.1e} | {r['err_ours']:>8.1e} | {r['err_base']:>12.1e} | "
-              f"{r['mem_base_f'] / 2**20:>14.1f} MiB | {r['mem_ours_f'] / 2**20:>10.1f} MiB |")
+        print(f"| {r['B']} | {r['L']} | {fmt_time(r['base_f_s'])} | {fmt_time(r['ours_f_s'])} | "
+              f"{r['base_f_s'] / r['ours_f_s']:.0f}x | {fmt_time(r['base_f_cpu'])} | {fmt_time(r['ours_f_cpu'])} | "
+              f"{r['base_f_cpu'] / max(r['ours_f_cpu'], 1e-9):.0f}x | {r['ours_f_cpu'] / (r['B'] * r['L']) * 1e9:.1f} | "
+              f"{r['diff_f']:.1e} | {r['err_ours']:.1e} | {r['err_base']:.1e} | "
+              f"{r['mem_base_f'] / 2**20:.1f} MiB | {r['mem_ours_f'] / 2**20:.1f} MiB |")
     print()
-    print("## whole FIPO forward pass with all metrics: official formulation vs policy_loss('fipo')")
-    print("|  B |     L |  baseline    |  ours        |  ratio | |Δ loss|  | peak mem baseline | peak mem ours |")
-    print("|---:|------:|-------------:|-------------:|-------:|---------:|------------------:|--------------:|")
+    print("## whole FIPO forward pass with all metrics: official formulation vs policy_loss('fipo') (medians)")
+    print("|  B |     L | baseline wall | ours wall | ratio wall | baseline CPU | ours CPU | ratio CPU | abs diff loss "
+          "| peak mem baseline | peak mem ours |")
+    print("|---:|------:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['B']:>2} | {r['L']:>5} | {fmt_time(r['base_loss_s'])} | {fmt_time(r['ours_loss_s'])} | "
-              f"{r['base_loss_s'] / r['ours_loss_s']:>5.0f}x | {r['diff_loss']:>8.1e} | "
-              f"{r['mem_base_loss'] / 2**20:>14.1f} MiB | {r['mem_ours_loss'] / 2**20:>10.1f} MiB |")
+        print(f"| {r['B']} | {r['L']} | {fmt_time(r['base_loss_s'])} | {fmt_time(r['ours_loss_s'])} | "
+              f"{r['base_loss_s'] / r['ours_loss_s']:.0f}x | {fmt_time(r['base_loss_cpu'])} | "
+              f"{fmt_time(r['ours_loss_cpu'])} | {r['base_loss_cpu'] / max(r['ours_loss_cpu'], 1e-9):.0f}x | "
+              f"{r['diff_loss']:.1e} | {r['mem_base_loss'] / 2**20:.1f} MiB | {r['mem_ours_loss'] / 2**20:.1f} MiB |")
     print()
-    print("err ours / err baseline: max abs error of F against a float64 evaluation; ns/token = ours / (B·L),")
-    print("flat across L when the time grows linearly. Timings are medians; the machine may be shared.")
+    print("err ours / err baseline: max abs error of F against a float64 evaluation. ns/token = ours CPU / (B·L):")
+    print("flat across L when the time grows linearly. CPU = process CPU time (steadier on a shared machine;")
+    print("with one thread it is close to the wall time of an idle machine). Peak mem = torch CPU allocations.")
     return 0
 
 

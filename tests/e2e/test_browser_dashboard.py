@@ -123,7 +123,7 @@ def test_chart_gains_points_while_events_arrive(page: Any, dashboard_server: Das
     assert xs == list(range(1, 13))
     assert page.locator("#fig-step").inner_text() == "12"
     # the log and the catalog grouping are on the page too
-    assert page.locator("h3.group-head", has_text="Reward and accuracy").count() == 1
+    assert page.locator("[data-chart='reward:score'] .group-label").inner_text().lower() == "reward and accuracy"
     shoot(page, "run", full_page=True)
 
 

@@ -10,7 +10,11 @@ import { api } from "./api.js";
 
 /** Okabe–Ito: a qualitative palette readable with the common colour-vision deficiencies. */
 export const COLOURS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#999933"];
-const BIG = 5000;           // above this many points a chart switches to WebGL (scattergl)
+// Above this many *drawn* points a chart switches to WebGL (scattergl). The server downsamples to
+// max_points per series, so a run page's charts stay SVG (cheap to create, no GPU needed: a
+// headless or GPU-less browser emulates WebGL in software at ~1 s per context); overlays of many
+// runs cross it.
+const BIG = 10000;
 const TRACES_PER_SPEC = 3;  // band upper, band lower (fill), line
 
 function hexToRgba(hex, a) {
@@ -64,9 +68,9 @@ export class SeriesChart {
       if (typeof r.stream_pos === "number") pos = pos === null ? r.stream_pos : Math.min(pos, r.stream_pos);
     }
     this.streamPos = pos;
-    let total = 0;
-    for (const s of data.values()) total += s.total_points || (s.step || []).length;
-    if (!this.range) this.type = total > BIG ? "scattergl" : "scatter";
+    let drawn = 0;
+    for (const s of data.values()) drawn += (s.step || []).length;
+    if (!this.range) this.type = drawn > BIG ? "scattergl" : "scatter";
     this.draw(data);
     return pos;
   }

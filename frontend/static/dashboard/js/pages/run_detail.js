@@ -116,16 +116,13 @@ async function buildCharts(keys) {
   const plan = planCharts(catalog, keys);
   const grid = h("div.charts");
   els.charts.replaceChildren(grid);
-  let group = null;
   for (const c of plan) {
-    if (c.group !== group) {
-      group = c.group;
-      grid.append(h("h3.group-head", {}, c.groupTitle));
-    }
     const plot = h("div.chart", { role: "img", "aria-label": `${c.title}: ${c.keys.join(", ")}` });
     const meaning = c.keys.map((k) => { const m = catalog.metrics.get(k); return m ? `${k}: ${m.meaning}` : k; }).join("\n");
     const label = c.keys.length <= 3 ? c.keys.join(", ") : `${c.keys.slice(0, 2).join(", ")} + ${c.keys.length - 2} more`;
-    grid.append(h("div.chart-card", { "data-chart": c.id }, h("h3", { title: meaning }, label, h("span.muted", {}, c.unit)), plot));
+    // cards flow two or three to a row; each names its catalog group above its metrics
+    grid.append(h("div.chart-card", { "data-chart": c.id, "data-group": c.group }, h("div.group-label", {}, c.groupTitle),
+      h("h3", { title: meaning }, label, h("span.muted", {}, c.unit)), plot));
     const chart = new SeriesChart(plot, { specs: c.keys.map((k) => ({ run: runId, key: k, name: k })), yTitle: c.unit });
     charts.set(c.id, chart);
   }
@@ -212,6 +209,8 @@ function startLogPolling() {
 
 // ------------------------------------------------------------------------------------- main
 async function main() {
+  // the three snapshot requests overlap
+  const keysPromise = api(`runs/${runId}/metrics`).catch(() => ({ keys: [] }));
   try {
     [run, catalog] = await Promise.all([api(`runs/${runId}/`), loadCatalog()]);
   } catch (exc) {
@@ -223,8 +222,10 @@ async function main() {
   }
   document.title = `${run.name} · FIPO`;
   render();
-  const { keys } = await api(`runs/${runId}/metrics`).catch(() => ({ keys: [] }));
+  const { keys } = await keysPromise;
+  performance.mark("fipo:snapshot");
   await buildCharts(keys || []);
+  performance.mark("fipo:charts");
   stream = new LiveStream(`/ws/runs/${runId}/`, {
     after: typeof run.stream_pos === "number" ? run.stream_pos : null, onItem,
     onGone: () => showState(root, "error", "Run not found.", "The live stream was refused for this run."),

@@ -76,6 +76,10 @@ function markSelected() {
   for (const tr of listBox.querySelectorAll("tr[data-sample]")) tr.classList.toggle("selected", Number(tr.dataset.sample) === sampleId);
 }
 
+// A bookmarked ?sample= starts loading at once, beside the list (the two requests overlap).
+let prefetch = sampleId !== null ? { id: sampleId, promise: api(`samples/${sampleId}/`) } : null;
+if (prefetch) prefetch.promise.catch(() => {});
+
 let openSeq = 0;
 async function openSample(id) {
   const seq = ++openSeq;
@@ -84,7 +88,9 @@ async function openSample(id) {
   setQuery({ sample: id });
   showState(body, "loading", "Loading the sample");
   let s;
-  try { s = await api(`samples/${id}/`); } catch (exc) { showState(body, "error", "Could not load the sample.", exc.message); return; }
+  const pending = prefetch && prefetch.id === id ? prefetch.promise : api(`samples/${id}/`);
+  prefetch = null;
+  try { s = await pending; } catch (exc) { showState(body, "error", "Could not load the sample.", exc.message); return; }
   if (seq !== openSeq) return;
   document.getElementById("sample-h").textContent = `Sample ${s.index} of step ${s.step}`;
   const channelBar = h("div.channels", { role: "group", "aria-label": "Colour tokens by" });
@@ -105,7 +111,9 @@ async function openSample(id) {
       onclick: () => pickChannel(c) }, CHANNELS[c].label));
   }
   if (!avail.length) channelBar.append(h("span.muted.small", {}, "This sample carries no per-token channels; tokens are shown uncoloured."));
+  performance.mark("fipo:sample-fetched");
   await done;
+  performance.mark("fipo:heatmap");
   if (seq === openSeq) body.dataset.renderMs = String(Math.round(performance.now() - t0));
 }
 
