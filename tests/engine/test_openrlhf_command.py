@@ -23,6 +23,7 @@ from fipo_engine.cli import main as fipo_main
 from fipo_engine.config import apply_overrides, preset, preset_names
 from fipo_engine.integrations.openrlhf.command import (
     REWARD_FILE_EXPR,
+    RUN_DIR_EXPR,
     command_notes,
     openrlhf_argv,
     openrlhf_command,
@@ -139,6 +140,9 @@ def test_default_reward_file_is_resolved_by_the_shell_on_the_node() -> None:
     assert words[words.index("--reward.remote_url") + 1] == REWARD_FILE_EXPR[:]
     assert f'"{REWARD_FILE_EXPR}"' in command
     assert openrlhf_argv(preset("fipo-32b"))[3:] == words
+    # checkpoints go to the run directory, expanded on the driver node like the reward file
+    assert words[words.index("--ckpt.path") + 1] == f"{RUN_DIR_EXPR}/checkpoints"
+    assert f'"{RUN_DIR_EXPR}/checkpoints"' in command
 
 
 def test_notes_name_what_openrlhf_cannot_express() -> None:

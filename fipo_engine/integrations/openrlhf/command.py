@@ -29,6 +29,10 @@ SETUP_HOOK = "fipo_engine.integrations.openrlhf.hook.setup"
 # Resolved on the node that runs the driver: every node has fipo installed at the same path.
 REWARD_FILE_EXPR = "$(python3 -c 'import fipo_engine.integrations.openrlhf.reward_func as m; print(m.__file__)')"
 
+# Run directory, expanded by the shell on the driver node: put FIPO_RUNS_DIR on a shared filesystem
+# so that every node writes checkpoints to the same place (and a relaunch of the run resumes from it).
+RUN_DIR_EXPR = "${FIPO_RUNS_DIR:-/tmp/fipo-runs}/${FIPO_RUN_ID:-manual}"
+
 # our estimator name -> OpenRLHF's
 ESTIMATORS = {"grpo": "group_norm", "dr_grpo": "dr_grpo", "rloo": "rloo"}
 # our aggregation -> the closest OpenRLHF mode (the FIPO loss does the exact one itself)
@@ -178,8 +182,8 @@ def build(cfg: RunConfig, *, reward_file: str | None = None) -> OpenRLHFCommand:
                              f"({r.top_p}); run `fipo eval` on a checkpoint for the paper's top_p.")
     out.flag("ckpt.save_steps", t.save_every if t.save_every > 0 else -1)
     out.flag("ckpt.max_num", t.keep_checkpoints)
-    out.flag("ckpt.path", "fipo-ckpt/checkpoints")
-    out.flag("ckpt.output_dir", "fipo-ckpt/final")
+    out.flag("ckpt.path", f"{RUN_DIR_EXPR}/checkpoints")
+    out.flag("ckpt.output_dir", f"{RUN_DIR_EXPR}/final")
     out.flag("ckpt.load_enable")
     out.flag("logger.logging_steps", 1)
     return out
@@ -191,8 +195,8 @@ def openrlhf_argv(cfg: RunConfig, *, reward_file: str | None = None) -> list[str
 
 
 def _quote(token: str) -> str:
-    # The reward-file expression is a shell substitution: double quotes keep it one word but let it run.
-    return f'"{token}"' if token.startswith("$(") else shlex.quote(token)
+    # Shell expressions (reward file, run directory): double quotes keep them one word but let them expand.
+    return f'"{token}"' if token.startswith("$") else shlex.quote(token)
 
 
 def openrlhf_command(cfg: RunConfig, *, reward_file: str | None = None, multiline: bool = False) -> str:
