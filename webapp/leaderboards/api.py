@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -68,11 +70,21 @@ def _int_param(value: Any, name: str) -> int | None:
 
 
 class BenchmarkListApi(APIView):
+    @extend_schema(operation_id="leaderboards_list", responses=OpenApiTypes.OBJECT)
     def get(self, request: Request) -> Response:
         return Response(selectors.benchmark_list(user=request.user))
 
 
 class LeaderboardApi(APIView):
+    @extend_schema(
+        operation_id="leaderboard_retrieve",
+        parameters=[
+            OpenApiParameter("scope", str, enum=list(selectors.SCOPES), description="team (default) or global"),
+            OpenApiParameter("team", int, description="only this one of your teams (scope=team)"),
+            OpenApiParameter("all", bool, description="every checkpoint instead of each run's best"),
+        ],
+        responses=OpenApiTypes.OBJECT,
+    )
     def get(self, request: Request, benchmark: str) -> Response:
         scope = request.query_params.get("scope", "team")
         all_checkpoints = request.query_params.get("all") in {"1", "true", "yes"}
@@ -84,6 +96,8 @@ class LeaderboardApi(APIView):
 
 
 class ExternalEntryCreateApi(APIView):
+    @extend_schema(operation_id="leaderboard_entry_create", request=OpenApiTypes.OBJECT,
+                   responses={201: OpenApiTypes.OBJECT})
     def post(self, request: Request, benchmark: str) -> Response:
         body = request.data if isinstance(request.data, dict) else {}
         entry = services.entry_create_external(user=request.user, team_id=body.get("team"), benchmark=benchmark,
@@ -92,6 +106,8 @@ class ExternalEntryCreateApi(APIView):
 
 
 class EvaluateApi(APIView):
+    @extend_schema(operation_id="leaderboard_evaluate", request=OpenApiTypes.OBJECT,
+                   responses={202: OpenApiTypes.OBJECT})
     def post(self, request: Request) -> Response:
         from webapp.leaderboards.jobs import eval_job_queue
 
