@@ -115,10 +115,14 @@ class Supervisor:
                 return name, code
         return None
 
-    def wait_http(self, url: str, *, child: str | None = None, timeout_s: float = 60.0) -> float:
-        """Wait until ``url`` answers any HTTP response; fail early if ``child`` ends. Returns seconds waited."""
+    def wait_http(self, url: str, *, child: str | None = None, timeout_s: float = 60.0,
+                  give_up: Callable[[], bool] = lambda: False) -> float:
+        """Wait until ``url`` answers any HTTP response; fail early if ``child`` ends. Returns seconds
+        waited, or -1.0 when ``give_up()`` became true first (e.g. Ctrl-C during start-up)."""
         started = time.monotonic()
         while True:
+            if give_up():
+                return -1.0
             if child is not None and (code := self.children[child].process.poll()) is not None:
                 raise ChildExited(f"{child} exited with code {code} before {url} answered")
             if _answers(url):
