@@ -85,7 +85,7 @@ def native_entrypoint(run_id: str) -> str:
     run_dir = f"${{FIPO_RUNS_DIR:-/tmp/fipo-runs}}/{shlex.quote(str(run_id))}"
     return (
         f'mkdir -p "{run_dir}" && printf %s "$FIPO_CONFIG_JSON" > "{run_dir}/config.json" && '
-        f'exec "${{FIPO_PYTHON:-python}}" -m fipo_engine.cli train "{run_dir}/config.json" --out "{run_dir}" '
+        f'exec "${{FIPO_PYTHON:-python3}}" -m fipo_engine.cli train "{run_dir}/config.json" --out "{run_dir}" '
         f'--server "$FIPO_SERVER_URL" --run-id "$FIPO_RUN_ID" --token "$FIPO_RUN_TOKEN"'
     )
 
