@@ -19,7 +19,7 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +73,7 @@ class DashboardServer:
     users: dict[str, dict[str, str]]
     clients: dict[str, httpx.Client] = field(default_factory=dict)
     seqs: dict[int, int] = field(default_factory=dict)
+    restart_web: Callable[[], None] = lambda: None
 
     def api(self, user: str = "alice") -> httpx.Client:
         if user not in self.clients:
@@ -146,7 +147,14 @@ def running_dashboard(tmp: Path, *, tag: str = "browser") -> Iterator[DashboardS
         except Exception as exc:
             log.flush()
             raise RuntimeError(f"{exc}\n--- daphne log ---\n{log_path.read_text()[-4000:]}") from exc
-        server = DashboardServer(base_url, env, users)
+
+        def restart_web() -> None:
+            """Stop daphne and start it again on the same port (pages must reconnect and catch up)."""
+            supervisor.stop(["web"])
+            supervisor.start("web", web_command("127.0.0.1", port), env=env, cwd=ROOT)
+            supervisor.wait_http(f"{base_url}/login/", child="web", timeout_s=90)
+
+        server = DashboardServer(base_url, env, users, restart_web=restart_web)
         yield server
     finally:
         if server is not None:

@@ -79,6 +79,11 @@ def test_new_run_from_preset_with_one_field_changed(page: Any, dashboard_server:
     assert detail["config"]["trainer"]["total_steps"] == 40                     # the rest is the preset
     page.wait_for_selector("#run-status .status")
     assert page.locator("#run-status").inner_text() == "draft"
+    # clone: the form is filled with that run's config, the change still highlighted against the preset
+    page.goto(f"/runs/new/?from={run_id}")
+    page.wait_for_selector(".field.changed")
+    assert page.input_value("#run-name") == "lr sweep 5e-4 (copy)"
+    assert [el.get_attribute("data-path") for el in page.locator(".field.changed").all()] == ["trainer.lr"]
 
 
 def test_server_validation_error_next_to_the_field(page: Any, dashboard_server: DashboardServer, shoot: Any) -> None:
@@ -122,9 +127,33 @@ def test_chart_gains_points_while_events_arrive(page: Any, dashboard_server: Das
     xs = page.evaluate("() => document.querySelector(\"[data-chart='reward:score'] .chart\").data.at(-1).x")
     assert xs == list(range(1, 13))
     assert page.locator("#fig-step").inner_text() == "12"
-    # the log and the catalog grouping are on the page too
+    # zoom: the chart asks the server again for the visible step range and keeps that range
+    with page.expect_response(lambda r: "/metrics?" in r.url and "step_min=3" in r.url and "step_max=8" in r.url):
+        page.evaluate("() => Plotly.relayout(document.querySelector(\"[data-chart='reward:score'] .chart\"), {'xaxis.range': [3, 8]})")
+    page.wait_for_function("() => document.querySelector(\"[data-chart='reward:score'] .chart\").data.at(-1).x[0] >= 3")
+    dashboard_server.post_events(run["id"], token, metric_events(13, 13))
+    page.wait_for_function("() => document.querySelector(\"[data-chart='reward:score'] .chart\").data.at(-1).x.includes(13)")
+    x_range = page.evaluate("() => document.querySelector(\"[data-chart='reward:score'] .chart\").layout.xaxis.range")
+    assert x_range == [3, 8]
+    # the catalog grouping is on the page too
     assert page.locator("[data-chart='reward:score'] .group-label").inner_text().lower() == "reward and accuracy"
     shoot(page, "run", full_page=True)
+
+
+def test_page_catches_up_after_a_server_restart(page: Any, dashboard_server: DashboardServer, started_runs: Any) -> None:
+    run, token = started_runs["live charts"]
+    page.goto(f"/runs/{run['id']}/")
+    page.wait_for_selector("#conn[data-state='live']")
+    page.evaluate("() => { window.__sameDocument = true; }")
+    last = int(page.locator("#fig-step").inner_text())
+    dashboard_server.restart_web()
+    # events that arrive while the page is still reconnecting reach it through the catch-up
+    dashboard_server.post_events(run["id"], token, metric_events(last + 1, last + 3))
+    page.wait_for_function("s => document.getElementById('fig-step').innerText === String(s)", arg=last + 3, timeout=60_000)
+    page.wait_for_selector("#conn[data-state='live']")
+    assert page.evaluate("() => window.__sameDocument") is True          # no reload happened
+    xs = page.evaluate("() => document.querySelector(\"[data-chart='reward:score'] .chart\").data.at(-1).x")
+    assert xs[-3:] == [last + 1, last + 2, last + 3] and len(xs) == len(set(xs))
 
 
 def test_20k_token_sample_heatmap_and_tooltip(page: Any, dashboard_server: DashboardServer, started_runs: Any,
