@@ -67,9 +67,10 @@ def patch_actor_module(module: ModuleType) -> None:
     trainer_cls = module.ActorPPOTrainer
     if getattr(trainer_cls, _PATCHED, False):
         return
-    if getattr(module, "PolicyLoss", None) is not None and not getattr(module.PolicyLoss, _PATCHED, False):
-        patch_loss_module(sys.modules[LOSS_MODULE])
-        module.PolicyLoss = sys.modules[LOSS_MODULE].PolicyLoss
+    loss_module = sys.modules.get(LOSS_MODULE)
+    if loss_module is not None and not getattr(getattr(module, "PolicyLoss", None), _PATCHED, True):
+        patch_loss_module(loss_module)  # imported before the hook ran: rebind here too
+        module.PolicyLoss = loss_module.PolicyLoss
     import torch
 
     from fipo_engine.integrations.openrlhf import forwarding
