@@ -201,3 +201,25 @@ def _isolated_channel_layer() -> Iterator[None]:
     keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
     if keys:
         client.delete(*keys)
+
+
+# ---------------------------------------------------------------------------------- speed
+@pytest.fixture(scope="session", autouse=True)
+def _fast_password_hasher() -> Iterator[None]:
+    """MD5 instead of PBKDF2 (~0.3 s a password on a busy 2-core machine) for every test user.
+    Real deployments keep Django's default hashers; subprocess servers in tests are not affected."""
+    from django.conf import settings
+
+    if not settings.configured:
+        yield
+        return
+    from django.contrib.auth import hashers
+
+    original = settings.PASSWORD_HASHERS
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    hashers.get_hashers.cache_clear()
+    hashers.get_hashers_by_algorithm.cache_clear()
+    yield
+    settings.PASSWORD_HASHERS = original
+    hashers.get_hashers.cache_clear()
+    hashers.get_hashers_by_algorithm.cache_clear()

@@ -60,7 +60,7 @@ def test_services_are_used_when_their_urls_are_set(load: Any) -> None:
     assert s["DATABASES"]["default"]["HOST"] == "db.example"
     assert s["CELERY_BROKER_URL"] == "redis://cache.example:6379/2"
     assert s["CHANNEL_LAYERS"]["default"]["BACKEND"] == "channels_redis.core.RedisChannelLayer"
-    assert s["CHANNEL_LAYERS"]["default"]["CONFIG"]["hosts"] == ["redis://cache.example:6379/2"]
+    assert s["CHANNEL_LAYERS"]["default"]["CONFIG"]["hosts"][0]["address"] == "redis://cache.example:6379/2"
     assert s["CACHES"]["default"]["BACKEND"] == "django.core.cache.backends.redis.RedisCache"
     assert s["FIPO_SERVER_URL"] == "http://web.example"
 
