@@ -26,7 +26,7 @@ from torch import Tensor
 from fipo_engine.algorithms.aggregation import aggregate_loss
 from fipo_engine.algorithms.config import PolicyLossConfig
 from fipo_engine.algorithms.future_kl import clamped_log_ratio, future_kl_from_delta, participation_mask
-from fipo_engine.algorithms.metrics import masked_fraction, masked_mean, masked_min_max, quantiles, to_floats
+from fipo_engine.algorithms.metrics import MaskedStats, quantiles, to_floats
 from fipo_engine.algorithms.registry import POLICY_LOSSES
 
 #: The safety rule clips a weight into this band (official constants).
@@ -112,16 +112,16 @@ def _prepare(
     return mask, delta, adv
 
 
-def _ratio_metrics(ratio: Tensor, adv: Tensor, mask: Tensor, clip_c: float) -> dict[str, Tensor | None]:
+def _ratio_metrics(ratio: Tensor, adv: Tensor, stats: MaskedStats, clip_c: float) -> dict[str, Tensor | None]:
     """The importance-ratio statistics of §6 (neg_ratio_*, neg_is_*, pos_is_*, pos_mini_frac)."""
-    neg = (adv < 0) & mask
-    pos = (adv > 0) & mask
+    neg = (adv < 0) & stats.mask
+    pos = (adv > 0) & stats.mask
     neg_max, neg_p995, neg_p999, neg_p75 = quantiles(ratio[neg], (1.0, 0.995, 0.999, 0.75))
     pos_q = quantiles(ratio[pos], (1.0, 0.5, 0.75, 0.995, 0.999, 0.25, 0.0))
     return {
-        "actor/neg_ratio_2_3": masked_fraction((ratio >= 2.0) & (ratio < 3.0) & neg, mask),
-        "actor/neg_ratio_3_4": masked_fraction((ratio >= 3.0) & (ratio < 4.0) & neg, mask),
-        "actor/neg_ratio_4_10": masked_fraction((ratio >= 4.0) & (ratio < clip_c) & neg, mask),
+        "actor/neg_ratio_2_3": stats.fraction((ratio >= 2.0) & (ratio < 3.0) & neg),
+        "actor/neg_ratio_3_4": stats.fraction((ratio >= 3.0) & (ratio < 4.0) & neg),
+        "actor/neg_ratio_4_10": stats.fraction((ratio >= 4.0) & (ratio < clip_c) & neg),
         "actor/neg_is_max": neg_max,
         "actor/neg_is_p995": neg_p995,
         "actor/neg_is_p999": neg_p999,
@@ -131,14 +131,14 @@ def _ratio_metrics(ratio: Tensor, adv: Tensor, mask: Tensor, clip_c: float) -> d
              "actor/pos_is_p999", "actor/pos_is_p25", "actor/pos_is_min"),
             pos_q, strict=True,
         )),
-        "actor/pos_mini_frac": masked_fraction((ratio < 1e-3) & pos, mask),
+        "actor/pos_mini_frac": stats.fraction((ratio < 1e-3) & pos),
     }
 
 
 def _finish(
     *,
     config: PolicyLossConfig,
-    mask: Tensor,
+    stats: MaskedStats,
     delta: Tensor,
     ratio: Tensor,
     adv: Tensor,
@@ -151,21 +151,21 @@ def _finish(
     """Step 12 (aggregation over final_mask) and the metrics common to every loss (over response_mask)."""
     loss = aggregate_loss(surrogate.per_token, final_mask, config.loss_agg_mode)
     ratio_d = ratio.detach()
-    w_min, w_max = masked_min_max(weights, mask)
-    non_empty = mask.any(dim=-1)
+    w_min, w_max = stats.min_max(weights)
+    non_empty = stats.mask.any(dim=-1)
     invalidated = non_empty & ~final_mask.any(dim=-1)
     metrics: dict[str, Tensor | float | None] = {
         "actor/pg_loss": loss.detach(),
-        "actor/pg_clipfrac": masked_fraction(surrogate.clipped, mask),
-        "actor/ppo_kl": masked_mean(-delta.detach(), mask),
-        "actor/pg_clipfrac_lower": masked_fraction(surrogate.dual_clipped, mask),
-        "actor/influence_weights_mean": masked_mean(weights, mask),
+        "actor/pg_clipfrac": stats.fraction(surrogate.clipped),
+        "actor/ppo_kl": stats.mean(-delta.detach()),
+        "actor/pg_clipfrac_lower": stats.fraction(surrogate.dual_clipped),
+        "actor/influence_weights_mean": stats.mean(weights),
         "actor/influence_weights_min": w_min,
         "actor/influence_weights_max": w_max,
         "actor/invalidated_seq_frac": (
             invalidated.sum().to(torch.float64) / non_empty.sum() if bool(non_empty.any()) else None
         ),
-        **_ratio_metrics(ratio_d, adv, mask, config.clip_ratio_c),
+        **_ratio_metrics(ratio_d, adv, stats, config.clip_ratio_c),
         **extra_metrics,
     }
     return PolicyLossOutput(
@@ -196,7 +196,7 @@ def _unweighted(
     ratio = torch.exp(delta)
     surrogate = _clipped_surrogate(ratio, adv, adv, clip_low=config.clip_ratio_low, clip_high=clip_high, clip_c=clip_c)
     return _finish(
-        config=config, mask=mask, delta=delta, ratio=ratio, adv=adv,
+        config=config, stats=MaskedStats(mask), delta=delta, ratio=ratio, adv=adv,
         weights=torch.ones_like(adv), fkl=torch.zeros_like(adv), surrogate=surrogate,
         final_mask=mask, extra_metrics={},
     )
@@ -247,11 +247,8 @@ def fipo_loss(
             window=config.future_kl_window, average=config.future_kl_average,
         )
         raw = torch.exp(fkl)  # step 6
-        lower, upper = influence_bounds(config)
-        if config.future_kl_clip_ratio == 0.0:
-            weights = torch.clamp(raw, max=upper)
-        else:
-            weights = torch.clamp(raw, min=lower, max=upper)
+        lower, upper = influence_bounds(config)  # ε_f = 0: (0, 10), and exp(F) ≥ 0 makes 0 a no-op
+        weights = torch.clamp(raw, min=lower, max=upper)
         if config.safety_thresh is not None:  # step 7
             unsafe = (adv < 0) & (ratio > config.safety_thresh)
             weights = torch.where(unsafe, torch.clamp(weights, *SAFETY_BAND), weights)
@@ -262,19 +259,20 @@ def fipo_loss(
     )
     dual_count = (surrogate.dual_clipped & mask).sum(dim=-1)  # step 11
     final_mask = mask & (dual_count <= 1)[:, None]
-    raw_min, raw_max = masked_min_max(raw, mask)
-    upper_frac = masked_fraction(weights >= upper - CLIP_BOUND_TOL, mask)
-    lower_frac = masked_fraction(weights <= lower + CLIP_BOUND_TOL, mask)
+    stats = MaskedStats(mask)
+    raw_min, raw_max = stats.min_max(raw)
+    upper_frac = stats.fraction(weights >= upper - CLIP_BOUND_TOL)
+    lower_frac = stats.fraction(weights <= lower + CLIP_BOUND_TOL)
     extra = {
         "actor/IW_upper_clip_ratio": upper_frac,
         "actor/IW_lower_clip_ratio": lower_frac,
         "actor/IW_overall_clip_ratio": None if upper_frac is None else upper_frac + lower_frac,
-        "actor/influence_weights_mean_raw": masked_mean(raw, mask),
+        "actor/influence_weights_mean_raw": stats.mean(raw),
         "actor/raw_influence_weights_min": raw_min,
         "actor/raw_influence_weights_max": raw_max,
     }
     return _finish(  # step 12 + metrics
-        config=config, mask=mask, delta=delta, ratio=ratio, adv=adv, weights=weights, fkl=fkl,
+        config=config, stats=stats, delta=delta, ratio=ratio, adv=adv, weights=weights, fkl=fkl,
         surrogate=surrogate, final_mask=final_mask, extra_metrics=extra,
     )
 

@@ -16,27 +16,32 @@ import torch
 from torch import Tensor
 
 
-def masked_mean(values: Tensor, mask: Tensor) -> Tensor | None:
-    """Exact mean of ``values`` where ``mask`` holds, accumulated in float64; None if the mask is empty."""
-    n = int(mask.sum())
-    if n == 0:
-        return None
-    return torch.where(mask, values, 0.0).sum(dtype=torch.float64) / n
+class MaskedStats:
+    """Statistics over the positions where one bool mask holds; the mask is counted once.
 
+    Every method returns None when the mask is empty. Means are exact and accumulated in float64.
+    """
 
-def masked_fraction(condition: Tensor, mask: Tensor) -> Tensor | None:
-    """Fraction of valid positions where ``condition`` holds (exact integer counts); None if empty."""
-    n = int(mask.sum())
-    if n == 0:
-        return None
-    return (condition & mask).sum().to(torch.float64) / n
+    def __init__(self, mask: Tensor) -> None:
+        self.mask = mask
+        self.count = int(mask.sum())
 
+    def mean(self, values: Tensor) -> Tensor | None:
+        if self.count == 0:
+            return None
+        return torch.where(self.mask, values, 0.0).sum(dtype=torch.float64) / self.count
 
-def masked_min_max(values: Tensor, mask: Tensor) -> tuple[Tensor | None, Tensor | None]:
-    """Smallest and largest value where ``mask`` holds (no boolean indexing); (None, None) if empty."""
-    if not bool(mask.any()):
-        return None, None
-    return torch.where(mask, values, torch.inf).min(), torch.where(mask, values, -torch.inf).max()
+    def fraction(self, condition: Tensor) -> Tensor | None:
+        """Share of valid positions where ``condition`` holds (exact integer counts)."""
+        if self.count == 0:
+            return None
+        return (condition & self.mask).sum().to(torch.float64) / self.count
+
+    def min_max(self, values: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        """Smallest and largest valid value, without boolean indexing."""
+        if self.count == 0:
+            return None, None
+        return torch.where(self.mask, values, torch.inf).min(), torch.where(self.mask, values, -torch.inf).max()
 
 
 def quantiles(values: Tensor, qs: tuple[float, ...]) -> list[Tensor | None]:
