@@ -16,6 +16,9 @@ import json
 import sys
 from pathlib import Path
 
+# The paper's evaluation sampling (FIPO_SPEC.md §9), used by --model unless overridden.
+PAPER_PROTOCOL = {"temperature": 1.0, "top_p": 0.7, "max_new_tokens": 20480}
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
@@ -29,9 +32,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="appended to plain-text prompts (default: ask for a \\boxed{} answer)")
     parser.add_argument("--k", type=int, default=None,
                         help="samples per problem (default 32 with --model; with --responses, the fewest given)")
-    parser.add_argument("--temperature", type=float, default=1.0, help="sampling temperature (paper 1.0)")
-    parser.add_argument("--top-p", type=float, default=0.7, help="nucleus mass (paper 0.7)")
-    parser.add_argument("--max-new-tokens", type=int, default=20480, help="response length limit (paper 20480)")
+    # None = not given: --model then uses the paper's values; --responses records only what is given
+    parser.add_argument("--temperature", type=float, default=None, help="sampling temperature (paper 1.0)")
+    parser.add_argument("--top-p", type=float, default=None, help="nucleus mass (paper 0.7)")
+    parser.add_argument("--max-new-tokens", type=int, default=None, help="response length limit (paper 20480)")
     parser.add_argument("--batch-size", type=int, default=64, help="sequences per generate() call (memory only)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--limit", type=int, default=None, help="only the first N problems (in benchmark order)")
@@ -56,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"fipo eval: {exc}", file=sys.stderr)
         return 2
     problems = bench.problems[: args.limit] if args.limit else bench.problems
-    settings: dict = {"temperature": args.temperature, "top_p": args.top_p, "max_new_tokens": args.max_new_tokens}
+    given = {"temperature": args.temperature, "top_p": args.top_p, "max_new_tokens": args.max_new_tokens}
 
     if args.responses:
         try:
@@ -64,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
         except (OSError, ResponsesError) as exc:
             print(f"fipo eval: {exc}", file=sys.stderr)
             return 2
-        settings = {"responses": str(args.responses)}
+        # how the external responses were sampled, when the user says so (recorded, not checked)
+        settings = {"responses": str(args.responses), **{k: v for k, v in given.items() if v is not None}}
         partial = args.partial or bool(args.limit)
         if args.limit:
             samples = {pid: s for pid, s in samples.items() if pid in {p.id for p in problems}}
@@ -74,13 +79,14 @@ def run(args: argparse.Namespace) -> int:
         from fipo_engine.eval.generate import SamplingSettings, generate_samples
 
         k = args.k or 32
-        sampling = SamplingSettings(k=k, temperature=args.temperature, top_p=args.top_p,
-                                    max_new_tokens=args.max_new_tokens, batch_size=args.batch_size,
+        protocol = {**PAPER_PROTOCOL, **{k: v for k, v in given.items() if v is not None}}
+        sampling = SamplingSettings(k=k, temperature=protocol["temperature"], top_p=protocol["top_p"],
+                                    max_new_tokens=protocol["max_new_tokens"], batch_size=args.batch_size,
                                     seed=args.seed, device=args.device)
         with tqdm(total=len(problems), desc=f"sampling k={k}", unit="problem", disable=None) as bar:
             samples = generate_samples(args.model, problems, sampling, prompt_suffix=bench.prompt_suffix,
                                        on_progress=bar.update)
-        settings = {"model": str(args.model), **settings, "seed": args.seed}
+        settings = {"model": str(args.model), **protocol, "seed": args.seed}
         partial = False
         if args.save_responses:
             with open(args.save_responses, "w", encoding="utf-8") as fh:

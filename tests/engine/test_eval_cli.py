@@ -31,7 +31,8 @@ def test_responses_end_to_end_json(tmp_path: Path) -> None:
     bench = fx.problem_answer_jsonl(tmp_path / "bench.jsonl")
     responses = fx.responses_jsonl(tmp_path / "resp.jsonl", RESPONSES)
     out = tmp_path / "result.json"
-    proc = _fipo("--responses", str(responses), "--benchmark", str(bench), "--json", "--out", str(out))
+    proc = _fipo("--responses", str(responses), "--benchmark", str(bench), "--json", "--out", str(out),
+                 "--temperature", "0.6")
     assert proc.returncode == 0, proc.stderr
     data = json.loads(proc.stdout)
     assert data == json.loads(out.read_text())
@@ -43,6 +44,7 @@ def test_responses_end_to_end_json(tmp_path: Path) -> None:
     low, high = data["pass_at_1_ci"]
     assert low <= data["pass_at_1"] <= high
     assert data["truncation_rate"] is None                 # the file gives no lengths
+    assert data["settings"] == {"responses": str(responses), "temperature": 0.6}  # only what was given
     by_id = {p["id"]: p for p in data["problems"]}
     assert by_id["A1"]["correct"] == 2
     assert by_id["A1"]["answers"] == ["33", "033", "34", None]
