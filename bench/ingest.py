@@ -7,10 +7,10 @@ Both servers get the same data in the same shape: 4 clients (threads with keep-a
 each writing its own run, bodies of 500 values (50 steps x 10 metric names), encoded before the
 clock starts, so the numbers measure the servers.
 
-* ours: a real daphne serving ``webapp.asgi`` (one process), ``POST /api/v1/runs/<id>/events`` with
+* ours: real daphne processes serving ``webapp.asgi`` (``--processes``, default 1), ``POST /api/v1/runs/<id>/events`` with
   the run token, into a fresh PostgreSQL database (``<name>_stack_ingest_<pid>``; SQLite when
   ``DATABASE_URL`` is unset);
-* MLflow: ``mlflow server`` (one worker) on another fresh database of the same PostgreSQL server,
+* MLflow: ``mlflow server`` (``--workers`` = ``--processes``) on another fresh database of the same PostgreSQL server,
   ``POST /api/2.0/mlflow/runs/log-batch``, the endpoint ``MlflowClient.log_batch`` calls. MLflow is a
   bench-only dependency (``pip install '.[bench]'``, or any venv: ``--mlflow PATH``). When it
   cannot be found or started, the table says so and has our line only.
@@ -41,7 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tests.worker.stack import free_port, live_stack, make_database  # noqa: E402
-from worker.supervisor import Supervisor  # noqa: E402
+from worker.supervisor import Supervisor, web_command  # noqa: E402
 
 # Puts the bench runs in the running state with a run token, through the run services (what the
 # launch task does before it starts a trainer), and prints the tokens.
@@ -87,7 +87,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--keys", type=int, default=10, help="metric names per step")
     parser.add_argument("--mlflow", default=None, help="the mlflow executable (default: next to this python, "
                         "then PATH)")
-    parser.add_argument("--mlflow-workers", type=int, default=1)
+    parser.add_argument("--processes", type=int, default=1,
+                        help="server processes on each side: daphne processes (clients spread over them, as a "
+                        "load balancer would) and MLflow --workers")
     return parser.parse_args()
 
 
@@ -157,9 +159,15 @@ def bench_ours(args: argparse.Namespace, tmp: Path) -> Result:
                 encoded.append(json.dumps(events).encode())
             bodies.append(encoded)
         sent = sum(len(b) for b in bodies) * args.batch
-        clients = [httpx.Client(base_url=stack.base_url, timeout=120,
+        urls = [stack.base_url]
+        for extra in range(1, args.processes):  # more daphne processes on the same database and Redis
+            port = free_port()
+            stack.supervisor.start(f"web{extra + 1}", web_command("127.0.0.1", port), env=stack.env, cwd=ROOT)
+            stack.supervisor.wait_http(f"http://127.0.0.1:{port}/api/v1/", child=f"web{extra + 1}")
+            urls.append(f"http://127.0.0.1:{port}")
+        clients = [httpx.Client(base_url=urls[i % len(urls)], timeout=120,
                                 headers={"Authorization": f"Bearer {tokens[run_id]}",
-                                         "Content-Type": "application/json"}) for run_id in run_ids]
+                                         "Content-Type": "application/json"}) for i, run_id in enumerate(run_ids)]
 
         def send(client: httpx.Client, i: int, body: bytes) -> None:
             response = client.post(f"/api/v1/runs/{run_ids[i]}/events", content=body)
@@ -175,7 +183,8 @@ def bench_ours(args: argparse.Namespace, tmp: Path) -> Result:
                                      params={"keys": ",".join(names), "max_points": 2}).json()["series"]
             stored += sum(s["total_points"] for s in series.values())
         label = "PostgreSQL" if "DATABASE_URL" in stack.env else "SQLite (no DATABASE_URL)"
-        return Result(f"FIPO control plane (daphne, 1 process, {label})", sent, seconds, latencies, stored)
+        return Result(f"FIPO control plane (daphne, {args.processes} process(es), {label})", sent, seconds,
+                      latencies, stored)
 
 
 # ------------------------------------------------------------------------------------------- mlflow
@@ -201,7 +210,7 @@ def bench_mlflow(args: argparse.Namespace, tmp: Path) -> Result | str:
     try:
         sup.start("mlflow", [exe, "server", "--backend-store-uri", store, "--default-artifact-root",
                              f"file://{tmp / 'mlflow-artifacts'}", "--host", "127.0.0.1", "--port", str(port),
-                             "--workers", str(args.mlflow_workers)])
+                             "--workers", str(args.processes)])
         try:
             sup.wait_http(f"http://127.0.0.1:{port}/health", child="mlflow", timeout_s=300)
         except Exception as exc:
@@ -240,7 +249,7 @@ def bench_mlflow(args: argparse.Namespace, tmp: Path) -> Result | str:
         api.close()
         version = subprocess.run([exe, "--version"], capture_output=True, text=True).stdout.strip()
         label = "PostgreSQL" if db.env else "SQLite"
-        return Result(f"MLflow server ({version}, {args.mlflow_workers} worker, {label})", sent, seconds,
+        return Result(f"MLflow server ({version}, {args.processes} worker(s), {label})", sent, seconds,
                       latencies, stored)
     finally:
         sup.stop()
