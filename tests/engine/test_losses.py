@@ -373,3 +373,15 @@ def test_bad_shapes_are_rejected_with_the_shapes_in_the_message() -> None:
 def test_default_config_is_the_32b_recipe() -> None:
     lp, old, adv, mask = batch([[0.5, -0.5, 3.0], [0.1, 0.2, 0.3]], [1.0, -1.0])
     assert policy_loss("fipo", lp, old, adv, mask).metrics == fipo(lp, old, adv, mask).metrics
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 10, 1001])
+def test_metric_quantiles_match_torch_quantile(n: int) -> None:
+    from fipo_engine.algorithms.metrics import quantiles
+
+    values = torch.randn(n, generator=torch.Generator().manual_seed(n), dtype=torch.float64).round(decimals=1)  # ties
+    qs = (0.0, 0.25, 0.5, 0.75, 0.995, 0.999, 1.0)
+    got = quantiles(values, qs)
+    want = torch.quantile(values, torch.tensor(qs, dtype=torch.float64))
+    torch.testing.assert_close(torch.stack(got), want, rtol=1e-12, atol=1e-12)
+    assert quantiles(values[:0], qs) == [None] * len(qs)
