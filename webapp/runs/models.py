@@ -60,6 +60,7 @@ class Run(models.Model):
     last_heartbeat = models.DateTimeField(null=True, blank=True)
     # Tracking state: highest contiguous event seq held, last stream position, latest metric step.
     acked_seq = models.BigIntegerField(default=0)
+    max_seq = models.BigIntegerField(default=0)  # highest seq held (== acked_seq when there is no gap)
     stream_pos = models.BigIntegerField(default=0)
     last_step = models.IntegerField(null=True, blank=True)
     summary = models.JSONField(default=dict, blank=True)

@@ -96,8 +96,10 @@ def events_ingest(*, run_id: int, events: Any) -> IngestResult:
         result = IngestResult(acked_seq=run.acked_seq, duplicates=duplicates)
         _store(run, valid, rejected, result)
         run.last_heartbeat = timezone.now()
-        run.acked_seq = _contiguous(run)
-        run.save(update_fields=["last_heartbeat", "acked_seq", "stream_pos", "last_step", "summary", "updated_at"])
+        stored = {e.seq for e in valid} | {seq for seq, _ in rejected if seq is not None}
+        run.acked_seq, run.max_seq = _acked(run, stored)
+        run.save(update_fields=["last_heartbeat", "acked_seq", "max_seq", "stream_pos", "last_step", "summary",
+                                "updated_at"])
         result.acked_seq = run.acked_seq
         if valid or rejected:
             notify_on_commit(run_id=run.pk, team_id=run.team_id, status_changed=False)
@@ -114,8 +116,20 @@ def _held(run_id: int, seqs: list[int]) -> set[int]:
     return set(qs.values_list("seq", flat=True))
 
 
+def _acked(run: Run, stored: set[int]) -> tuple[int, int]:
+    """(highest contiguous seq held, highest seq held) after storing ``stored``.
+
+    The usual batch continues the sequence with no gap before or inside it: that needs no query."""
+    top = max(stored, default=0)
+    max_seq = max(run.max_seq, top)
+    if run.max_seq == run.acked_seq and (not stored or (min(stored) == run.acked_seq + 1
+                                                        and top - run.acked_seq == len(stored))):
+        return max_seq, max_seq
+    return _contiguous(run), max_seq
+
+
 def _contiguous(run: Run) -> int:
-    """Highest seq such that every seq from 1 to it is held (normally one short query)."""
+    """Highest seq such that every seq from 1 to it is held (one short query)."""
     acked = run.acked_seq
     above = StreamItem.objects.filter(run_id=run.pk, seq__gt=acked).order_by("seq").values_list("seq", flat=True)
     for seq in above.iterator(chunk_size=2000):
@@ -193,7 +207,8 @@ def _store_metrics(run: Run, events: list[Event]) -> None:
         for name, value in event.payload["values"].items():
             points[(keys[name], step)] = value
     insert_rows(MetricPoint._meta.db_table, ["key_id", "step", "value"], [(k, s, v) for (k, s), v in points.items()],
-                suffix="ON CONFLICT (key_id, step) DO UPDATE SET value = excluded.value")
+                suffix="ON CONFLICT (key_id, step) DO UPDATE SET value = excluded.value",
+                pg_types=["bigint", "integer", "double precision"])
     touched: dict[int, set[int]] = {}
     for key_id, step in points:
         touched.setdefault(key_id, set()).add(step)

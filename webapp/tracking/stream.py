@@ -57,7 +57,8 @@ def stream_append(*, run: Run, items: Sequence[tuple[str, dict[str, Any], int | 
     rows = [(run.pk, run.stream_pos + i, seq, type_, json_param(data), at)
             for i, (type_, data, seq) in enumerate(items, start=1)]
     insert_rows(StreamItem._meta.db_table, ["run_id", "pos", "seq", "type", "data", "at"], rows,
-                placeholders=["%s", "%s", "%s", "%s", json_placeholder(), "%s"])
+                placeholders=["%s", "%s", "%s", "%s", json_placeholder(), "%s"],
+                pg_types=["bigint", "bigint", "bigint", "text", "jsonb", "timestamptz"])
     run.stream_pos += len(rows)
 
 
