@@ -51,22 +51,38 @@ def test_responses_end_to_end_json(tmp_path: Path) -> None:
     assert by_id["A2"]["majority"] == "1/3"
 
 
-def test_responses_table_and_errors(tmp_path: Path) -> None:
+def _fipo_inline(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+                 *args: str) -> tuple[int, str, str]:
+    """The same `fipo eval` entry point in this process (no interpreter start): (exit code, out, err)."""
+    from fipo_engine.cli import main
+
+    monkeypatch.setattr(sys, "argv", sys.argv[:])  # main() rewrites sys.argv
+    code = main(["eval", *args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_responses_table_and_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
     bench = fx.problem_answer_jsonl(tmp_path / "bench.jsonl")
     responses = fx.responses_jsonl(tmp_path / "resp.jsonl", RESPONSES)
-    proc = _fipo("--responses", str(responses), "--benchmark", str(bench))
-    assert proc.returncode == 0, proc.stderr
-    assert "Pass@1 (avg@4)" in proc.stdout and "25.0%" in proc.stdout and "A3" in proc.stdout
+    code, out, err = _fipo_inline(capsys, monkeypatch, "--responses", str(responses), "--benchmark", str(bench))
+    assert code == 0, err
+    assert "Pass@1 (avg@4)" in out and "25.0%" in out and "A3" in out
 
     partial = fx.responses_jsonl(tmp_path / "partial.jsonl", {"A1": RESPONSES["A1"]})
-    proc = _fipo("--responses", str(partial), "--benchmark", str(bench), "--json")
-    assert proc.returncode == 2 and "have no responses" in proc.stderr
-    proc = _fipo("--responses", str(partial), "--benchmark", str(bench), "--json", "--partial")
-    assert proc.returncode == 0 and json.loads(proc.stdout)["n_problems"] == 1
+    code, _, err = _fipo_inline(capsys, monkeypatch, "--responses", str(partial), "--benchmark", str(bench), "--json")
+    assert code == 2 and "have no responses" in err
+    code, out, _ = _fipo_inline(capsys, monkeypatch, "--responses", str(partial), "--benchmark", str(bench),
+                                "--json", "--partial")
+    assert code == 0 and json.loads(out)["n_problems"] == 1
 
     wrong = fx.wrong_columns_jsonl(tmp_path / "wrong.jsonl")
-    proc = _fipo("--responses", str(responses), "--benchmark", str(wrong))
-    assert proc.returncode == 2 and "columns found: label, text" in proc.stderr
+    code, _, err = _fipo_inline(capsys, monkeypatch, "--responses", str(responses), "--benchmark", str(wrong))
+    assert code == 2 and "columns found: label, text" in err
+    unknown = fx.responses_jsonl(tmp_path / "unknown.jsonl", {**RESPONSES, "Z9": ["x"]})
+    code, _, err = _fipo_inline(capsys, monkeypatch, "--responses", str(unknown), "--benchmark", str(bench))
+    assert code == 2 and "not in the benchmark" in err
 
 
 def test_dapo_benchmark_with_answer_lines(tmp_path: Path) -> None:
