@@ -17,6 +17,8 @@ Usage in any view that checks a password::
     else:
         login_succeeded(request, username)
 
+or, for a page built on Django's ``LoginView``, subclass ``ThrottledLoginView`` instead.
+
 Limits: ``FIPO_LOGIN_MAX_ATTEMPTS`` failures per (ip, username) and 5x that per ip within
 ``FIPO_LOGIN_WINDOW_S`` seconds.
 """
@@ -27,7 +29,10 @@ import hashlib
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.views import LoginView
 from django.core.cache import cache
+from django.forms.utils import ErrorDict
+from django.http import HttpRequest, HttpResponse
 
 _PER_IP_FACTOR = 5
 
@@ -71,3 +76,33 @@ def login_failed(request: Any, username: str) -> None:
 def login_succeeded(request: Any, username: str) -> None:
     """A correct password clears the per-username counter (the per-IP one keeps counting down)."""
     cache.delete(_keys(request, username)[0])
+
+
+class ThrottledLoginView(LoginView):
+    """Django's ``LoginView`` with the throttle above: use it as the base class of the login page.
+
+    A blocked client gets the form back with a non-field error and status 429 (the password is not
+    even checked); each failed attempt counts; a success clears the username's counter.
+    """
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        username = str(request.POST.get("username", ""))
+        wait = login_blocked(request, username)
+        if wait:
+            form = self.get_form()
+            # Mark the form as already validated, so rendering it never checks the password.
+            form.cleaned_data = {}
+            form._errors = ErrorDict()
+            form.add_error(None, f"Too many failed attempts. Try again in {wait} seconds.")
+            response = self.render_to_response(self.get_context_data(form=form), status=429)
+            response["Retry-After"] = str(wait)
+            return response
+        return super().post(request, *args, **kwargs)
+
+    def form_invalid(self, form: Any) -> HttpResponse:
+        login_failed(self.request, str(form.data.get("username", "")))
+        return super().form_invalid(form)
+
+    def form_valid(self, form: Any) -> HttpResponse:
+        login_succeeded(self.request, form.get_user().get_username())
+        return super().form_valid(form)
