@@ -237,9 +237,13 @@ def bench_mlflow(args: argparse.Namespace, tmp: Path) -> Result | str:
             if response.status_code != 200:
                 raise RuntimeError(f"log-batch answered {response.status_code}: {response.text[:300]}")
 
-        seconds, latencies = drive("mlflow", bodies, send, clients, sent)
-        for client in clients:
-            client.close()
+        try:
+            seconds, latencies = drive("mlflow", bodies, send, clients, sent)
+        except RuntimeError as exc:
+            return f"MLflow failed during the measurement: {exc.__cause__ or exc}; see {tmp / 'mlflow.log'}"
+        finally:
+            for client in clients:
+                client.close()
         stored = 0
         for run_id in run_ids:
             for name in names:
@@ -264,6 +268,7 @@ def main() -> int:
         raise SystemExit("--batch must be a multiple of --keys")
     tmp = Path(tempfile.mkdtemp(prefix="fipo-bench-ingest-"))
     ours = bench_ours(args, tmp)
+    print(f"ours: {ours.values:,} values in {ours.seconds:.2f} s = {ours.rate:,.0f} values/s", flush=True)
     theirs = bench_mlflow(args, tmp)
 
     print(f"\ningest: {args.clients} concurrent clients, {args.batch} values per request "
