@@ -38,6 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-new-tokens", type=int, default=None, help="response length limit (paper 20480)")
     parser.add_argument("--batch-size", type=int, default=64, help="sequences per generate() call (memory only)")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--backend", default="hf", choices=("hf", "vllm"),
+                        help="sampler: hf (transformers generate) or vllm (one GPU; not installed by default)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N problems (in benchmark order)")
     parser.add_argument("--partial", action="store_true",
                         help="with --responses: grade only the problems that have responses")
@@ -82,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         protocol = {**PAPER_PROTOCOL, **{k: v for k, v in given.items() if v is not None}}
         sampling = SamplingSettings(k=k, temperature=protocol["temperature"], top_p=protocol["top_p"],
                                     max_new_tokens=protocol["max_new_tokens"], batch_size=args.batch_size,
-                                    seed=args.seed, device=args.device)
+                                    seed=args.seed, device=args.device, backend=args.backend)
         with tqdm(total=len(problems), desc=f"sampling k={k}", unit="problem", disable=None) as bar:
             samples = generate_samples(args.model, problems, sampling, prompt_suffix=bench.prompt_suffix,
                                        on_progress=bar.update)

@@ -31,6 +31,7 @@ class SamplingSettings:
     batch_size: int = 64
     seed: int = 0
     device: str = "auto"
+    backend: str = "hf"  # hf (transformers generate) or vllm (one GPU, needs the cluster extra)
 
 
 def _run_config_at(path: Path) -> dict[str, Any] | None:
@@ -100,32 +101,35 @@ def generate_samples(
 
     from fipo_engine.config import DataConfig
     from fipo_engine.data.sources import render_prompt
-    from fipo_engine.rollout import HFRollout, SamplingParams
+    from fipo_engine.rollout import SamplingParams, make_rollout
 
     torch.manual_seed(settings.seed)
     policy, data_cfg = load_for_eval(model, settings.device)
     if data_cfg is None:
         data_cfg = DataConfig(prompt_suffix=prompt_suffix)
     tokenizer = policy.tokenizer
-    rollout = HFRollout(policy, generation_batch_size=settings.batch_size)
+    texts = [render_prompt(p, data_cfg, tokenizer, policy.chat) for p in problems]
+    prompt_ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+    longest = max((len(ids) for ids in prompt_ids), default=0)
+    rollout = make_rollout(settings.backend, policy, settings.batch_size, seed=settings.seed,
+                           max_model_len=longest + settings.max_new_tokens)
     params = SamplingParams(n=settings.k, temperature=settings.temperature, top_p=settings.top_p,
                             max_new_tokens=settings.max_new_tokens)
-    # Prompts per chunk: about one generation batch of sequences, so progress moves steadily.
-    per_chunk = max(1, settings.batch_size // settings.k)
+    # hf: about one generation batch of sequences per call, so progress moves steadily;
+    # vllm: everything in one call (the engine schedules its own batches).
+    per_chunk = len(problems) if settings.backend == "vllm" else max(1, settings.batch_size // settings.k)
     out: dict[str, list[Sample]] = {}
     for start in range(0, len(problems), per_chunk):
-        chunk = problems[start: start + per_chunk]
-        texts = [render_prompt(p, data_cfg, tokenizer, policy.chat) for p in chunk]
-        prompt_ids = [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
-        for gen in rollout.generate(prompt_ids, params):
-            problem = chunk[gen.prompt_index]
+        stop = min(start + per_chunk, len(problems))
+        for gen in rollout.generate(prompt_ids[start:stop], params):
+            index = start + gen.prompt_index
             text = tokenizer.decode(gen.response_ids, skip_special_tokens=True)
             # A plain-text prompt ends with "Answer: " (render_prompt): the response completes that
             # line, so grade the completed line (the graders read "Answer: X" when there is no box).
-            last_line = texts[gen.prompt_index].rsplit("\n", 1)[-1]
+            last_line = texts[index].rsplit("\n", 1)[-1]
             if not policy.chat and last_line.strip().lower().startswith("answer:"):
                 text = last_line + text
-            out.setdefault(problem.id, []).append(Sample(text, len(gen.response_ids), gen.truncated))
+            out.setdefault(problems[index].id, []).append(Sample(text, len(gen.response_ids), gen.truncated))
         if on_progress is not None:
-            on_progress(len(chunk))
+            on_progress(stop - start)
     return out
