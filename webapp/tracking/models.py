@@ -21,6 +21,10 @@ class MetricKey(models.Model):
 
 
 class MetricPoint(models.Model):
+    """One value. Write points only through ``webapp.tracking.services.events_ingest`` (or call
+    ``webapp.tracking.tiles.refresh_tiles`` after writing): chart queries read tiles for whole step
+    ranges and would miss points that have none."""
+
     pk = models.CompositePrimaryKey("key", "step")
     # No separate index: the primary key (key, step) already starts with key.
     key = models.ForeignKey(MetricKey, on_delete=models.CASCADE, db_index=False, related_name="+")
