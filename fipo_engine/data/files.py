@@ -13,8 +13,9 @@ the columns found and the layouts known.
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -117,39 +118,56 @@ def layouts_help() -> str:
 
 
 # -------------------------------------------------------------------------------------- file reading
-def read_rows(path: str | Path) -> list[Row]:
-    """Rows of a JSONL / JSON (list of objects) / Parquet file, or of every such file in a directory."""
-    path = Path(path)
+def _files(path: Path) -> list[Path]:
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.suffix in SUFFIXES and p.is_file())
         if not files:
             raise FileNotFoundError(f"{path}: no {', '.join(SUFFIXES)} files in this directory")
-        return [row for file in files for row in read_rows(file)]
+        return files
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
+    if path.suffix not in SUFFIXES:
+        raise ValueError(f"{path}: unsupported file type {path.suffix!r}; expected one of {', '.join(SUFFIXES)}")
+    return [path]
+
+
+def _iter_file(path: Path) -> Iterator[Row]:
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
-        return pq.read_table(path).to_pylist()
-    if path.suffix == ".json":
+        # Record batches, not the whole table: a DAPO training file has ~1.8M rows (17k problems
+        # repeated), and only one row per distinct problem needs to stay in memory.
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=8192):
+            yield from batch.to_pylist()
+    elif path.suffix == ".json":
         data = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
             raise ValueError(f"{path}: a .json file must hold a list of objects")
-        return data
-    if path.suffix == ".jsonl":
-        rows = []
-        for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
-            if not isinstance(row, dict):
-                raise ValueError(f"{path}:{lineno}: each line must be a JSON object")
-            rows.append(row)
-        return rows
-    raise ValueError(f"{path}: unsupported file type {path.suffix!r}; expected one of {', '.join(SUFFIXES)}")
+        yield from data
+    else:
+        with path.open(encoding="utf-8") as fh:
+            for lineno, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise ValueError(f"{path}:{lineno}: not valid JSON ({exc.msg})") from None
+                if not isinstance(row, dict):
+                    raise ValueError(f"{path}:{lineno}: each line must be a JSON object")
+                yield row
+
+
+def iter_rows(path: str | Path) -> Iterator[Row]:
+    """Rows of a JSONL / JSON (list of objects) / Parquet file, or of every such file in a directory,
+    streamed in file order."""
+    for file in _files(Path(path)):
+        yield from _iter_file(file)
+
+
+def read_rows(path: str | Path) -> list[Row]:
+    """All rows of ``iter_rows`` as a list."""
+    return list(iter_rows(path))
 
 
 def _columns(rows: list[Row]) -> dict[str, str]:
@@ -194,10 +212,11 @@ def read_problems(path: str | Path, *, layout: str | None = None) -> list[Proble
     says how many rows it had (the DAPO AIME-2024 parquet repeats each problem 32 times).
     """
     path = Path(path)
-    rows = read_rows(path)
-    if not rows:
+    stream = iter_rows(path)
+    head = list(itertools.islice(stream, 1000))  # the columns are read from the first rows
+    if not head:
         raise ValueError(f"{path}: the file has no rows")
-    columns = _columns(rows)
+    columns = _columns(head)
     if layout is None:
         chosen = detect_layout(columns)
     elif layout not in LAYOUTS:
@@ -210,7 +229,7 @@ def read_problems(path: str | Path, *, layout: str | None = None) -> list[Proble
 
     problems: dict[str, dict[str, Any]] = {}  # prompt key (or row position) -> fields, insertion-ordered
     seen_ids: set[str] = set()
-    for index, raw in enumerate(rows):
+    for index, raw in enumerate(itertools.chain(head, stream)):
         row = {str(k).lower(): v for k, v in raw.items()}
         try:
             prompt, answer = chosen.convert(row)
