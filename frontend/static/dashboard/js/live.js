@@ -75,6 +75,7 @@ export class LiveStream {
   }
 
   handle(raw) {
+    if (window.__fipoRecvLog) window.__fipoRecvLog.push(Date.now());   // bench probe: arrival times
     let msg;
     try { msg = JSON.parse(raw); } catch { return; }
     const items = Array.isArray(msg) ? msg : [msg];

@@ -177,7 +177,7 @@ function onItem(item) {
     case "eval":
       if (typeof d.pass_at_1 === "number") onMetric({ step: d.step, values: { "eval/pass_at_1": d.pass_at_1 } });
       break;
-    case "log": pollLog(); break;
+    case "log": pollLogSoon(); break;
     default: break;
   }
 }
@@ -198,11 +198,16 @@ async function pollLog() {
   } catch { /* transient; the next poll retries */ }
 }
 
+// The log is read when the stream says there is new output (a `log` item) and otherwise every
+// 10 s while the run is active (a job's stdout reaches the log file without stream items). With
+// many pages open this keeps the server's work per page small.
+const pollLogSoon = debounce(() => pollLog(), 300);
+
 function startLogPolling() {
   clearTimeout(logTimer);
   const tick = async () => {
     await pollLog();
-    if (!FINAL.has(run.status) && run.status !== "draft") logTimer = setTimeout(tick, 2000);
+    if (!FINAL.has(run.status) && run.status !== "draft") logTimer = setTimeout(tick, 10000);
   };
   tick();
 }
