@@ -233,3 +233,15 @@ def test_fuzzed_batches_never_500(started_run: tuple[Run, str], body: Any) -> No
         assert data["accepted"] + data["duplicates"] + len(data["rejected"]) <= len(body)
     else:
         assert data["error"]["code"] == "validation_error"
+
+
+def test_unstorable_text_is_found_by_the_body_prefilter(started_run: tuple[Run, str]) -> None:
+    from webapp.tracking.events import body_may_hold_unstorable
+
+    assert body_may_hold_unstorable(json.dumps({"a": "x\x00"}).encode())
+    assert body_may_hold_unstorable(b'{"a": "\\uDC00"}')
+    assert not body_may_hold_unstorable(json.dumps({"a": "caf\u00e9 \u20ac"}).encode())
+    run, token = started_run
+    body = b'[{"seq": 1, "type": "log", "text": "\\ud800 lone"}, {"seq": 2, "type": "log", "text": "fine"}]'
+    answer = _post(_bearer(token), run, body, raw=True).json()
+    assert answer["accepted"] == 1 and answer["rejected"][0]["seq"] == 1 and "surrogate" in answer["rejected"][0]["reason"]

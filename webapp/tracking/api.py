@@ -18,6 +18,7 @@ from webapp.common.utils import float_param, int_param, loads_lenient
 from webapp.runs.models import FINAL_STATUSES, Run, RunStatus
 from webapp.runs.selectors import run_get
 from webapp.tracking import selectors, services
+from webapp.tracking.events import body_may_hold_unstorable
 
 MAX_KEYS_PER_REQUEST = 50
 
@@ -63,7 +64,7 @@ class EventIngestApi(APIView):
                 events = loads_lenient(raw, check=False)  # unstorable text: rejected per event
             except ValueError as exc:
                 raise ValidationFailed(str(exc), fields=[{"path": "", "message": str(exc)}]) from None
-        result = services.events_ingest(run_id=run.pk, events=events)
+        result = services.events_ingest(run_id=run.pk, events=events, check_text=body_may_hold_unstorable(raw))
         return Response(result.as_dict())
 
 

@@ -7,6 +7,7 @@ The ingest service keeps every valid event of a batch and rejects the others one
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,6 +68,17 @@ def _text(value: Any, name: str, *, limit: int = MAX_TEXT, required: bool = True
     return value
 
 
+_UNSTORABLE_ESCAPE = re.compile(rb"\\u(?:0000|d[89a-f])", re.IGNORECASE)
+
+
+def body_may_hold_unstorable(raw: bytes) -> bool:
+    """Whether a JSON body can decode to a string with NUL or a lone surrogate.
+
+    Both can only come from ``\\u0000`` / ``\\udXXX`` escapes (raw control bytes and invalid UTF-8
+    are refused by the parser), so a body without them needs no per-string scan."""
+    return _UNSTORABLE_ESCAPE.search(raw) is not None
+
+
 def seq_of(raw: Any) -> int | None:
     """The event's seq if it is a valid one (used to report rejections), else None."""
     if isinstance(raw, dict):
@@ -76,17 +88,19 @@ def seq_of(raw: Any) -> int | None:
     return None
 
 
-def parse_event(raw: Any) -> Event:
-    """Validate one raw event; raise ``Rejected`` with the reason."""
+def parse_event(raw: Any, *, check_text: bool = True) -> Event:
+    """Validate one raw event; raise ``Rejected`` with the reason. ``check_text=False`` skips the
+    scan for unstorable strings when the caller knows the body has none (``body_may_hold_unstorable``)."""
     if not isinstance(raw, dict):
         raise Rejected("an event must be an object")
     seq = seq_of(raw)
     if seq is None:
         raise Rejected(f"seq must be an integer between 1 and {MAX_SEQ}")
-    try:
-        check_storable(raw)
-    except UnstorableText as exc:
-        raise Rejected(str(exc)) from None
+    if check_text:
+        try:
+            check_storable(raw)
+        except UnstorableText as exc:
+            raise Rejected(str(exc)) from None
     type_ = raw.get("type")
     if type_ not in EVENT_TYPES:
         raise Rejected(f"unknown type {type_!r}; valid: {', '.join(EVENT_TYPES)}")

@@ -26,6 +26,13 @@ def insert_rows(table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]
     if not rows:
         return
     q = connection.ops.quote_name
+    if pg_types is not None and connection.vendor == "postgresql" and not suffix:
+        # Plain appends: COPY, whose row encoding runs in psycopg's C code (no SQL text to build).
+        cols = ", ".join(q(c) for c in columns)
+        with connection.cursor() as cursor, cursor.cursor.copy(f"COPY {q(table)} ({cols}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        return
     if pg_types is not None and connection.vendor == "postgresql":
         arrays = [list(col) for col in zip(*rows, strict=True)]
         sources = ", ".join(f"%s::{t}[]" for t in pg_types)

@@ -55,7 +55,8 @@ def sample_summary(sample: Sample, prompt: str | None = None) -> dict[str, Any]:
             "reward": sample.reward, "correct": sample.correct, "length": sample.length}
 
 
-def _split(raw_events: Iterable[Any], held: set[int]) -> tuple[list[Event], list[tuple[int | None, str]], int]:
+def _split(raw_events: Iterable[Any], held: set[int], check_text: bool
+           ) -> tuple[list[Event], list[tuple[int | None, str]], int]:
     """Valid new events (seq order), rejections (seq, reason), and the number of duplicates."""
     valid: list[Event] = []
     rejected: list[tuple[int | None, str]] = []
@@ -67,7 +68,7 @@ def _split(raw_events: Iterable[Any], held: set[int]) -> tuple[list[Event], list
             duplicates += 1
             continue
         try:
-            event = parse_event(raw)
+            event = parse_event(raw, check_text=check_text)
         except Rejected as exc:
             rejected.append((seq, str(exc)))
         else:
@@ -78,8 +79,9 @@ def _split(raw_events: Iterable[Any], held: set[int]) -> tuple[list[Event], list
     return valid, rejected, duplicates
 
 
-def events_ingest(*, run_id: int, events: Any) -> IngestResult:
-    """Store one batch of events for a run (see the module docstring)."""
+def events_ingest(*, run_id: int, events: Any, check_text: bool = True) -> IngestResult:
+    """Store one batch of events for a run (see the module docstring). ``check_text=False`` when the
+    caller proved the raw body holds no NUL/surrogate escapes (``events.body_may_hold_unstorable``)."""
     if not isinstance(events, list):
         raise ValidationFailed("the body must be a JSON list of events",
                                fields=[{"path": "", "message": "expected a list"}])
@@ -92,7 +94,7 @@ def events_ingest(*, run_id: int, events: Any) -> IngestResult:
             raise PermissionDeniedError(f"run {run_id} is {run.status}: its token no longer accepts events")
         seqs = [s for s in (seq_of(raw) for raw in events) if s is not None]
         held = _held(run.pk, seqs)
-        valid, rejected, duplicates = _split(events, held)
+        valid, rejected, duplicates = _split(events, held, check_text)
         result = IngestResult(acked_seq=run.acked_seq, duplicates=duplicates)
         _store(run, valid, rejected, result)
         run.last_heartbeat = timezone.now()
