@@ -40,7 +40,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.worker.stack import free_port, live_stack, make_database  # noqa: E402
+from tests.worker.stack import StackDatabase, free_port, live_stack, make_database  # noqa: E402
 from worker.supervisor import Supervisor, web_command  # noqa: E402
 
 # Puts the bench runs in the running state with a run token, through the run services (what the
@@ -215,50 +215,56 @@ def bench_mlflow(args: argparse.Namespace, tmp: Path) -> Result | str:
             sup.wait_http(f"http://127.0.0.1:{port}/health", child="mlflow", timeout_s=300)
         except Exception as exc:
             return f"MLflow server did not start ({exc}); see {tmp / 'mlflow.log'}"
-        base = f"http://127.0.0.1:{port}/api/2.0/mlflow"
-        api = httpx.Client(timeout=120)
-        experiment = api.post(f"{base}/experiments/create", json={"name": "ingest-bench"}).json()["experiment_id"]
-        run_ids = [api.post(f"{base}/runs/create", json={"experiment_id": experiment,
-                                                         "start_time": int(time.time() * 1000)}).json()["run"]["info"]["run_id"]
-                   for _ in range(args.clients)]
-        names = [f"bench/m{k}" for k in range(args.keys)]
-        blocks = step_blocks(args.mlflow_values, args.clients, args.batch, args.keys)
-        now = int(time.time() * 1000)
-        bodies = [[json.dumps({"run_id": run_ids[c], "metrics": [
-            {"key": n, "value": value_of(c, step, k), "timestamp": now, "step": step}
-            for step in steps for k, n in enumerate(names)]}).encode() for steps in per_client]
-            for c, per_client in enumerate(blocks)]
-        sent = sum(len(b) for b in bodies) * args.batch
-        clients = [httpx.Client(base_url=base, timeout=300, headers={"Content-Type": "application/json"})
-                   for _ in run_ids]
-
-        def send(client: httpx.Client, i: int, body: bytes) -> None:
-            response = client.post("/runs/log-batch", content=body)
-            if response.status_code != 200:
-                raise RuntimeError(f"log-batch answered {response.status_code}: {response.text[:300]}")
-
         try:
-            seconds, latencies = drive("mlflow", bodies, send, clients, sent)
-        except RuntimeError as exc:
-            return f"MLflow failed during the measurement: {exc.__cause__ or exc}; see {tmp / 'mlflow.log'}"
-        finally:
-            for client in clients:
-                client.close()
-        stored = 0
-        for run_id in run_ids:
-            for name in names:
-                history = api.get(f"{base}/metrics/get-history",
-                                  params={"run_id": run_id, "metric_key": name, "max_results": 25000}).json()
-                stored += len(history.get("metrics", []))
-        api.close()
-        version = subprocess.run([exe, "--version"], capture_output=True, text=True).stdout.strip()
-        label = "PostgreSQL" if db.env else "SQLite"
-        return Result(f"MLflow server ({version}, {args.processes} worker(s), {label})", sent, seconds,
-                      latencies, stored)
+            return _measure_mlflow(args, exe, port, db)
+        except (httpx.HTTPError, RuntimeError, KeyError) as exc:
+            return f"MLflow failed during the measurement: {exc.__cause__ or exc!r}; see {tmp / 'mlflow.log'}"
     finally:
         sup.stop()
         log.close()
         db.drop()
+
+
+def _measure_mlflow(args: argparse.Namespace, exe: str, port: int, db: StackDatabase) -> Result:
+    """Experiment, one run per client, then the timed log-batch calls and the read-back."""
+    base = f"http://127.0.0.1:{port}/api/2.0/mlflow"
+    api = httpx.Client(timeout=120)
+    experiment = api.post(f"{base}/experiments/create", json={"name": "ingest-bench"}).json()["experiment_id"]
+    run_ids = [api.post(f"{base}/runs/create", json={"experiment_id": experiment,
+                                                     "start_time": int(time.time() * 1000)}).json()["run"]["info"]["run_id"]
+               for _ in range(args.clients)]
+    names = [f"bench/m{k}" for k in range(args.keys)]
+    blocks = step_blocks(args.mlflow_values, args.clients, args.batch, args.keys)
+    now = int(time.time() * 1000)
+    bodies = [[json.dumps({"run_id": run_ids[c], "metrics": [
+        {"key": n, "value": value_of(c, step, k), "timestamp": now, "step": step}
+        for step in steps for k, n in enumerate(names)]}).encode() for steps in per_client]
+        for c, per_client in enumerate(blocks)]
+    sent = sum(len(b) for b in bodies) * args.batch
+    clients = [httpx.Client(base_url=base, timeout=300, headers={"Content-Type": "application/json"})
+               for _ in run_ids]
+
+    def send(client: httpx.Client, i: int, body: bytes) -> None:
+        response = client.post("/runs/log-batch", content=body)
+        if response.status_code != 200:
+            raise RuntimeError(f"log-batch answered {response.status_code}: {response.text[:300]}")
+
+    try:
+        seconds, latencies = drive("mlflow", bodies, send, clients, sent)
+    finally:
+        for client in clients:
+            client.close()
+    stored = 0
+    for run_id in run_ids:
+        for name in names:
+            history = api.get(f"{base}/metrics/get-history",
+                              params={"run_id": run_id, "metric_key": name, "max_results": 25000}).json()
+            stored += len(history.get("metrics", []))
+    api.close()
+    version = subprocess.run([exe, "--version"], capture_output=True, text=True).stdout.strip()
+    label = "PostgreSQL" if db.env else "SQLite"
+    return Result(f"MLflow server ({version}, {args.processes} worker(s), {label})", sent, seconds,
+                  latencies, stored)
 
 
 # ---------------------------------------------------------------------------------------------- main
