@@ -102,6 +102,19 @@ def test_oversized_body_is_413(started_run: tuple[Run, str], settings: Any) -> N
     assert _post(_bearer(token), run, [{"seq": 1, "type": "log", "text": "x" * 100}]).status_code == 200
 
 
+def test_a_big_batch_of_long_samples_is_accepted(started_run: tuple[Run, str]) -> None:
+    """20k-token samples make multi-megabyte bodies: above Django's 2.5 MB form limit, below ours."""
+    run, token = started_run
+    n = 20_000
+    body = [{"seq": i + 1, "type": "sample", "step": 1, "index": i, "prompt": "p", "response": "r" * n,
+             "tokens": ["tok"] * n, "logprob": [-0.123456] * n, "entropy": [1.654321] * n} for i in range(6)]
+    raw = json.dumps(body).encode()
+    assert 2_621_440 < len(raw) < 16 * 1024 * 1024
+    answer = _post(_bearer(token), run, raw, raw=True)
+    assert answer.status_code == 200 and answer.json()["accepted"] == 6
+    assert Sample.objects.filter(run=run).count() == 6
+
+
 def test_any_request_is_a_heartbeat_and_the_first_event_means_running(started_run: tuple[Run, str]) -> None:
     run, token = started_run
     assert run.last_heartbeat is None

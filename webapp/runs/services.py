@@ -130,7 +130,7 @@ def _insert_draft(*, user: User, team_id: int, name: str, cfg: RunConfig) -> Run
 def run_clone(*, user: User, run: Run) -> Run:
     """A new draft with the same config in the same team, named ``<name> (copy)``."""
     access_run_write(user=user, run=run)
-    cfg = validate_config(run.config)
+    cfg = resolve_config(config=run.config)  # a config from an older schema fails as a 400, not a 500
     name = f"{run.name} (copy)"[:MAX_NAME_LENGTH]
     return _insert_draft(user=user, team_id=run.team_id, name=name, cfg=cfg)
 
