@@ -46,6 +46,24 @@ export class SeriesChart {
     this.ready = false;
     this.type = "scatter";
     this.streamPos = null;
+    // Off-screen charts keep their live points queued and draw them when scrolled into view:
+    // with a dozen charts on a page, only the visible ones spend CPU on every event.
+    this.visible = true;
+    if ("IntersectionObserver" in window) {
+      this.visible = false;
+      this.observer = new IntersectionObserver((entries) => {
+        this.visible = entries.some((e) => e.isIntersecting);
+        if (this.visible && this.pending.size) this.scheduleFlush();
+      }, { rootMargin: "200px" });
+      this.observer.observe(el);
+    }
+  }
+
+  scheduleFlush() {
+    if (this.flushScheduled || !this.visible) return;
+    this.flushScheduled = true;
+    if (document.hidden) setTimeout(() => this.flush(), 200);
+    else requestAnimationFrame(() => this.flush());
   }
 
   specIndex(run, key) {
@@ -143,11 +161,7 @@ export class SeriesChart {
       p.x.push(step);
       p.y.push(v === null ? NaN : v);
     });
-    if (this.pending.size && !this.flushScheduled) {
-      this.flushScheduled = true;
-      if (document.hidden) setTimeout(() => this.flush(), 200);
-      else requestAnimationFrame(() => this.flush());
-    }
+    if (this.pending.size) this.scheduleFlush();
   }
 
   flush() {
