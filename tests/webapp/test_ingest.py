@@ -130,13 +130,15 @@ def test_final_status_ends_the_token(started_run: tuple[Run, str]) -> None:
     run, token = started_run
     client = _bearer(token)
     answer = _post(client, run, [_metric(1, 5, **{"reward/mean": 0.75}), {"seq": 2, "type": "checkpoint", "step": 5,
-                                 "uri": "file:///ckpt/5"}, {"seq": 3, "type": "status", "state": "succeeded"}])
-    assert answer.json()["accepted"] == 3
+                                 "uri": "file:///ckpt/5"}, _metric(3, 4, **{"reward/mean": 0.1}),
+                                 _metric(4, 5, **{"accuracy/mean": 0.5}), {"seq": 5, "type": "status", "state": "succeeded"}])
+    assert answer.json()["accepted"] == 5
     run.refresh_from_db()
     assert run.status == RunStatus.SUCCEEDED
     assert run.summary["reward/mean"] == 0.75 and run.last_step == 5
+    assert run.summary["accuracy/mean"] == 0.5  # logged by another event of the same step
     assert list(Checkpoint.objects.filter(run=run).values_list("step", "uri")) == [(5, "file:///ckpt/5")]
-    refused = _post(client, run, [_metric(4, 6, loss=1)])
+    refused = _post(client, run, [_metric(6, 6, loss=1)])
     assert refused.status_code == 403 and refused.json()["error"]["code"] == "permission_denied"
 
 

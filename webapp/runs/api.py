@@ -101,7 +101,7 @@ class RunListApi(APIView):
     @extend_schema(
         parameters=[OpenApiParameter("team", int), OpenApiParameter("status", str), OpenApiParameter("q", str),
                     OpenApiParameter("limit", int), OpenApiParameter("offset", int)],
-        responses=OpenApiTypes.OBJECT,
+        responses=OpenApiTypes.OBJECT, operation_id="runs_list",
     )
     def get(self, request: Request) -> Response:
         params = request.query_params

@@ -215,12 +215,15 @@ def _store_metrics(run: Run, events: list[Event]) -> None:
     for key_id, step in points:
         touched.setdefault(key_id, set()).add(step)
     refresh_tiles(touched)
-    last = max(events, key=lambda e: (e.payload["step"], e.seq))
-    if run.last_step is None or last.payload["step"] >= run.last_step:
-        run.last_step = last.payload["step"]
-        summary = dict(run.summary or {})
-        summary.update({k: last.payload["values"][k] for k in SUMMARY_KEYS if k in last.payload["values"]})
-        run.summary = summary
+    # The run's summary: each headline metric at the newest step it was logged (events of one step
+    # may carry different metrics, so walk them all in (step, seq) order).
+    summary = dict(run.summary or {})
+    for event in sorted(events, key=lambda e: (e.payload["step"], e.seq)):
+        step = event.payload["step"]
+        if run.last_step is None or step >= run.last_step:
+            run.last_step = step
+            summary.update({k: event.payload["values"][k] for k in SUMMARY_KEYS if k in event.payload["values"]})
+    run.summary = summary
 
 
 def _store_samples(run: Run, events: list[Event], rejected: list[tuple[int | None, str]]) -> dict[int, Sample]:
