@@ -163,7 +163,7 @@ def bench_ours(args: argparse.Namespace, tmp: Path) -> Result:
         for extra in range(1, args.processes):  # more daphne processes on the same database and Redis
             port = free_port()
             stack.supervisor.start(f"web{extra + 1}", web_command("127.0.0.1", port), env=stack.env, cwd=ROOT)
-            stack.supervisor.wait_http(f"http://127.0.0.1:{port}/api/v1/", child=f"web{extra + 1}")
+            stack.supervisor.wait_http(f"http://127.0.0.1:{port}/admin/login/", child=f"web{extra + 1}")
             urls.append(f"http://127.0.0.1:{port}")
         clients = [httpx.Client(base_url=urls[i % len(urls)], timeout=120,
                                 headers={"Authorization": f"Bearer {tokens[run_id]}",

@@ -244,7 +244,7 @@ def live_stack(tmp_dir: Path, *, tag: str, beat: bool = True, worker: bool = Tru
         base_url = f"http://127.0.0.1:{port}"
         stack = LiveStack(base_url, env, var_dir, users, supervisor, log_path)
         try:
-            supervisor.wait_http(f"{base_url}/api/v1/", child="web", timeout_s=90)
+            supervisor.wait_http(f"{base_url}/admin/login/", child="web", timeout_s=90)
         except Exception as exc:
             raise RuntimeError(f"{exc}\n--- stack log ---\n{stack.log_tail()}") from exc
         yield stack

@@ -99,7 +99,7 @@ class Command(BaseCommand):
             supervisor.start("worker", worker_command(concurrency=opts["concurrency"]), env=env)
             if not opts["no_beat"]:
                 supervisor.start("beat", beat_command(), env=env)
-            waited = supervisor.wait_http(f"{base_url}/api/v1/", child="web", timeout_s=90, give_up=stop.is_set)
+            waited = supervisor.wait_http(f"{base_url}/admin/login/", child="web", timeout_s=90, give_up=stop.is_set)
             if not stop.is_set():
                 self._banner(base_url, password, waited)
             if opts["demo"] and not stop.is_set():
