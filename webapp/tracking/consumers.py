@@ -6,7 +6,8 @@ from the database, so nothing committed in between is missed; afterwards each no
 tick, for items written by other processes) makes it read and send what is new. One lock serialises
 reads and sends, and ``last_pos`` only grows, so a client never sees an item twice or out of order.
 
-Close codes: 4401 not logged in, 4404 run not found or not in the user's teams.
+Close codes (sent after the handshake, so browsers see them): 4401 not logged in, 4404 run not
+found or not in the user's teams.
 """
 
 from __future__ import annotations
@@ -50,10 +51,10 @@ class _StreamConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         user = self.scope.get("user")
         if user is None or not user.is_authenticated:
-            await self.close(code=CLOSE_NOT_AUTHENTICATED)
+            await self.refuse(CLOSE_NOT_AUTHENTICATED)
             return
         if not await self.authorize(user):
-            await self.close(code=CLOSE_NOT_FOUND)
+            await self.refuse(CLOSE_NOT_FOUND)
             return
         self._lock = asyncio.Lock()
         self.groups_to_join = self.group_names()
@@ -64,6 +65,12 @@ class _StreamConsumer(AsyncJsonWebsocketConsumer):
         self.last_pos = await self.head() if after is None else after
         await self.send_new()
         self._poller = asyncio.ensure_future(self.poll())
+
+    async def refuse(self, code: int) -> None:
+        """Accept, then close with ``code``: closing before the handshake completes turns into an
+        HTTP 403 and the browser sees only 1006, so it could not tell "not found" from "retry"."""
+        await self.accept()
+        await self.close(code=code)
 
     async def disconnect(self, code: int) -> None:
         poller = getattr(self, "_poller", None)
