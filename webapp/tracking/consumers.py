@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -24,6 +25,8 @@ from django.conf import settings
 from webapp.accounts.selectors import user_team_ids
 from webapp.runs.models import Run
 from webapp.tracking import stream
+
+logger = logging.getLogger(__name__)
 
 CLOSE_NOT_AUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
@@ -91,7 +94,12 @@ class _StreamConsumer(AsyncJsonWebsocketConsumer):
         interval = settings.FIPO_WS_POLL_S
         while True:
             await asyncio.sleep(interval)
-            await self.send_new()
+            try:
+                await self.send_new()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a database hiccup must not end the stream: the next tick retries
+                logger.warning("websocket poll failed", exc_info=True)
 
     async def send_new(self) -> None:
         async with self._lock:
