@@ -93,7 +93,7 @@ def events_ingest(*, run_id: int, events: Any, check_text: bool = True) -> Inges
         if run.status in FINAL_STATUSES or run.status == RunStatus.DRAFT:
             raise PermissionDeniedError(f"run {run_id} is {run.status}: its token no longer accepts events")
         seqs = [s for s in (seq_of(raw) for raw in events) if s is not None]
-        held = _held(run.pk, seqs)
+        held = _held(run, seqs)
         valid, rejected, duplicates = _split(events, held, check_text)
         result = IngestResult(acked_seq=run.acked_seq, duplicates=duplicates)
         _store(run, valid, rejected, result)
@@ -108,12 +108,14 @@ def events_ingest(*, run_id: int, events: Any, check_text: bool = True) -> Inges
     return result
 
 
-def _held(run_id: int, seqs: list[int]) -> set[int]:
-    """Which of these seqs the run already holds (a range scan for the usual contiguous batch)."""
+def _held(run: Run, seqs: list[int]) -> set[int]:
+    """Which of these seqs the run already holds (none, without a query, when all are new)."""
     if not seqs:
         return set()
     lo, hi = min(seqs), max(seqs)
-    qs = StreamItem.objects.filter(run_id=run_id)
+    if lo > run.max_seq:
+        return set()
+    qs = StreamItem.objects.filter(run_id=run.pk)
     qs = qs.filter(seq__gte=lo, seq__lte=hi) if hi - lo < 2 * len(seqs) else qs.filter(seq__in=set(seqs))
     return set(qs.values_list("seq", flat=True))
 
