@@ -87,6 +87,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--keys", type=int, default=10, help="metric names per step")
     parser.add_argument("--mlflow", default=None, help="the mlflow executable (default: next to this python, "
                         "then PATH)")
+    parser.add_argument("--no-mlflow", action="store_true", help="measure our endpoint only")
     parser.add_argument("--processes", type=int, default=1,
                         help="server processes on each side: daphne processes (clients spread over them, as a "
                         "load balancer would) and MLflow --workers")
@@ -190,7 +191,7 @@ def bench_ours(args: argparse.Namespace, tmp: Path) -> Result:
 # ------------------------------------------------------------------------------------------- mlflow
 def find_mlflow(explicit: str | None) -> str | None:
     if explicit:
-        return explicit
+        return explicit if Path(explicit).exists() else None
     beside = Path(sys.executable).parent / "mlflow"
     return str(beside) if beside.exists() else shutil.which("mlflow")
 
@@ -275,7 +276,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="fipo-bench-ingest-"))
     ours = bench_ours(args, tmp)
     print(f"ours: {ours.values:,} values in {ours.seconds:.2f} s = {ours.rate:,.0f} values/s", flush=True)
-    theirs = bench_mlflow(args, tmp)
+    theirs = "not measured (--no-mlflow)" if args.no_mlflow else bench_mlflow(args, tmp)
 
     print(f"\ningest: {args.clients} concurrent clients, {args.batch} values per request "
           f"({args.batch // args.keys} steps x {args.keys} metrics), one run per client, bodies pre-encoded\n")
