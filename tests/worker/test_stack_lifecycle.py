@@ -130,11 +130,15 @@ def test_the_websocket_on_the_real_server_streamed_statuses_and_metrics(finished
     assert all("reward/mean" in names for names in metric_names.values())
 
 
-def test_another_teams_websocket_is_refused(stack: LiveStack, finished_run: dict) -> None:
-    """Closing before the handshake is accepted reaches a real client as an HTTP 403 (daphne)."""
+def test_another_teams_websocket_is_closed_with_4404_and_a_foreign_origin_refused(
+        stack: LiveStack, finished_run: dict) -> None:
+    """Through the real server: the close code arrives after the handshake, so browsers can read it."""
+    recorder = StreamRecorder(stack, finished_run["detail"]["id"], user="bob")
+    assert recorder.stop() == [] and recorder.close_code == 4404
     url = stack.base_url.replace("http://", "ws://") + f"/ws/runs/{finished_run['detail']['id']}/"
     with pytest.raises(InvalidStatus) as refused:
-        connect(url, origin=stack.base_url, additional_headers={"Cookie": f"sessionid={stack.users['bob']['session']}"})
+        connect(url, origin="http://evil.example",
+                additional_headers={"Cookie": f"sessionid={stack.users['alice']['session']}"})
     assert refused.value.response.status_code == 403
 
 
