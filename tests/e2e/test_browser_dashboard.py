@@ -76,7 +76,11 @@ def test_new_run_from_preset_with_one_field_changed(page: Any, dashboard_server:
     detail = dashboard_server.api().get(f"/runs/{run_id}/").json()
     assert detail["status"] == "draft"
     assert detail["config"]["trainer"]["lr"] == pytest.approx(5e-4)
-    assert detail["config"]["trainer"]["total_steps"] == 40                     # the rest is the preset
+    preset = next(p for p in dashboard_server.api().get("/config/presets").json() if p["name"] == "cpu-demo")
+    for section in ("model", "data", "rollout", "reward"):                     # the rest is the preset
+        assert detail["config"][section] == preset["config"][section]
+    assert {k: v for k, v in detail["config"]["trainer"].items() if k != "lr"} == \
+        {k: v for k, v in preset["config"]["trainer"].items() if k != "lr"}
     page.wait_for_selector("#run-status .status")
     assert page.locator("#run-status").inner_text() == "draft"
     # clone: the form is filled with that run's config, the change still highlighted against the preset

@@ -59,11 +59,16 @@ export class SeriesChart {
     }
   }
 
+  /** Draw queued points at the next frame, but leave the main thread idle for at least twice as
+   * long as the previous draw took (a busy machine coalesces more points per draw instead of
+   * falling behind). */
   scheduleFlush() {
     if (this.flushScheduled || !this.visible) return;
     this.flushScheduled = true;
-    if (document.hidden) setTimeout(() => this.flush(), 200);
-    else requestAnimationFrame(() => this.flush());
+    const go = () => (document.hidden ? setTimeout(() => this.flush(), 200) : requestAnimationFrame(() => this.flush()));
+    const wait = (this.nextAllowed || 0) - performance.now();
+    if (wait > 0) setTimeout(go, wait);
+    else go();
   }
 
   specIndex(run, key) {
@@ -177,7 +182,9 @@ export class SeriesChart {
       drawn.push([s.key, p.x[p.x.length - 1]]);
     }
     this.pending.clear();
+    const t0 = performance.now();
     Plotly.extendTraces(this.el, { x, y }, idx);
+    this.nextAllowed = performance.now() + Math.min(1000, 2 * (performance.now() - t0));
     this.el.dataset.points = String(this.specs.reduce((a, s) => a + s.n, 0));
     if (window.__fipoDrawLog) { const t = Date.now(); for (const [k, st] of drawn) window.__fipoDrawLog.push([k, st, t]); }
     // after many live points, re-bucket on the server so the browser keeps drawing ~maxPoints

@@ -60,7 +60,14 @@ export function getPath(obj, path) {
   return node;
 }
 
-const same = (a, b) => JSON.stringify(a) === JSON.stringify(b);
+/** JSON with object keys sorted: stored configs (PostgreSQL jsonb) do not keep key order. */
+export function canonical(v) {
+  if (Array.isArray(v)) return `[${v.map(canonical).join(",")}]`;
+  if (v && typeof v === "object") return `{${Object.keys(v).sort().map((k) => `${JSON.stringify(k)}:${canonical(v[k])}`).join(",")}}`;
+  return JSON.stringify(v === undefined ? null : v);
+}
+
+const same = (a, b) => canonical(a) === canonical(b);
 
 function rangeHint(k) {
   const parts = [];

@@ -6,7 +6,7 @@ import { api, bootstrap, ApiError } from "../api.js";
 import { h, showState, setQuery, statusBadge } from "../dom.js";
 import { SeriesChart, COLOURS } from "../charts.js";
 import { loadCatalog } from "../catalog.js";
-import { flatten } from "../schemaform.js";
+import { flatten, canonical } from "../schemaform.js";
 
 const boot = bootstrap();
 const picker = document.getElementById("picker");
@@ -25,7 +25,7 @@ export function configDiff(configs) {
   const paths = new Set(flats.flatMap((f) => Object.keys(f)));
   const rows = [];
   for (const p of [...paths].sort()) {
-    const vals = flats.map((f) => (p in f ? JSON.stringify(f[p]) : undefined));
+    const vals = flats.map((f) => (p in f ? canonical(f[p]) : undefined));
     if (new Set(vals).size > 1) rows.push({ path: p, values: vals });
   }
   return rows;

@@ -5,7 +5,7 @@
 
 import { api, bootstrap, ApiError } from "../api.js";
 import { h } from "../dom.js";
-import { SchemaForm } from "../schemaform.js";
+import { SchemaForm, canonical } from "../schemaform.js";
 
 const boot = bootstrap();
 const form = document.getElementById("run-form");
@@ -120,7 +120,7 @@ async function submit(launch) {
     const base = sf.valuesOf(preset.config);
     for (const path of sf.fields.keys()) {
       const v = sf.read(path);
-      if (JSON.stringify(v) !== JSON.stringify(base[path])) overrides[path] = v;
+      if (canonical(v) !== canonical(base[path])) overrides[path] = v;
     }
     body.overrides = overrides;
   } else {
