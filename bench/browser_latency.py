@@ -95,6 +95,55 @@ def measure(server: DashboardServer, browser: Any, *, n_pages: int, n_events: in
             "arrive_p95": percentile(arrivals, 95) if arrivals else float("nan")}
 
 
+def measure_raw_websockets(server: DashboardServer, *, n_clients: int, n_events: int, interval: float) -> dict[str, Any]:
+    """The same stream with plain websocket clients instead of browser pages: isolates the server's
+    delivery time (ingest -> commit -> notice -> consumer query -> send) from the browsers' CPU."""
+    import asyncio
+    import json
+    import threading
+
+    import websockets
+
+    run = server.create_run(f"latency {n_clients} raw websockets")
+    token = server.start_runs(run["id"])[run["id"]]
+    server.post_events(run["id"], token, [{"type": "metric", "step": 0, "values": {KEY: 0.0}}])
+    pos = server.api().get(f"/runs/{run['id']}/").json()["stream_pos"]
+    url = server.base_url.replace("http://", "ws://") + f"/ws/runs/{run['id']}/?after={pos}"
+    headers = {"Cookie": f"sessionid={server.users['alice']['session']}", "Origin": server.base_url}
+    received: list[list[tuple[int, float]]] = [[] for _ in range(n_clients)]
+    opened = threading.Semaphore(0)
+
+    async def client(out: list[tuple[int, float]]) -> None:
+        async with websockets.connect(url, additional_headers=headers) as ws:
+            opened.release()
+            while True:
+                msg = json.loads(await ws.recv())
+                if msg["type"] == "metric":
+                    out.append((msg["data"]["step"], time.time() * 1000.0))
+
+    loop = asyncio.new_event_loop()
+    tasks = [loop.create_task(client(out)) for out in received]
+    thread = threading.Thread(target=loop.run_until_complete, args=(asyncio.gather(*tasks, return_exceptions=True),),
+                              daemon=True)
+    thread.start()
+    for _ in range(n_clients):
+        opened.acquire(timeout=60)
+    sent = {}
+    for step in range(1, n_events + 1):
+        sent[step] = time.time() * 1000.0
+        server.post_events(run["id"], token, [{"type": "metric", "step": step, "values": {KEY: float(step)}}])
+        time.sleep(interval)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and sum(len(r) for r in received) < n_clients * n_events:
+        time.sleep(0.2)
+    for task in tasks:
+        loop.call_soon_threadsafe(task.cancel)
+    lat = [t - sent[step] for out in received for step, t in out if step in sent]
+    return {"pages": f"{n_clients} raw ws", "events": n_events, "n": len(lat), "missing": n_clients * n_events - len(lat),
+            "p50": percentile(lat, 50), "p95": percentile(lat, 95), "max": max(lat), "mean": statistics.fmean(lat),
+            "arrive_p50": percentile(lat, 50), "arrive_p95": percentile(lat, 95)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--events", type=int, default=200)
@@ -109,6 +158,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, running_dashboard(Path(tmp), tag="bench_latency") as server, \
             sync_playwright() as pw:
         browser = launch_chromium(pw)
+        raw = measure_raw_websockets(server, n_clients=args.pages, n_events=args.events, interval=args.interval)
         base = measure(server, browser, n_pages=1, n_events=args.events, interval=args.interval)
         many = measure(server, browser, n_pages=args.pages, n_events=args.events, interval=args.interval)
         browser.close()
@@ -117,7 +167,7 @@ def main() -> None:
           f"daphne with {backend}; Chromium headless\n")
     print("| pages open | samples | missed | p50 ms | p95 ms | max ms | mean ms | ws arrival p50 / p95 ms | target p95 |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for r, target in ((base, "baseline"), (many, "< 500")):
+    for r, target in ((raw, "server only"), (base, "baseline"), (many, "< 500")):
         print(f"| {r['pages']} | {r['n']} | {r['missing']} | {r['p50']:.0f} | {r['p95']:.0f} | {r['max']:.0f} | "
               f"{r['mean']:.0f} | {r['arrive_p50']:.0f} / {r['arrive_p95']:.0f} | {target} |")
     print(f"\nratio p95 ({args.pages} pages / 1 page): {many['p95'] / max(base['p95'], 1e-9):.2f}")

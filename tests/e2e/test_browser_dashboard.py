@@ -141,6 +141,10 @@ def test_chart_gains_points_while_events_arrive(page: Any, dashboard_server: Das
     assert x_range == [3, 8]
     # the catalog grouping is on the page too
     assert page.locator("[data-chart='reward:score'] .group-label").inner_text().lower() == "reward and accuracy"
+    # off-screen charts draw their queued points when scrolled into view
+    page.evaluate("() => window.scrollTo(0, document.body.scrollHeight)")
+    page.wait_for_function("() => document.querySelector(\"[data-chart='entropy:nats'] .chart\").data.at(-1).x.length === 13")
+    page.evaluate("() => window.scrollTo(0, 0)")
     shoot(page, "run", full_page=True)
 
 
