@@ -25,6 +25,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from worker.celery_app import prepare_broker
 from worker.supervisor import ChildExited, Supervisor, beat_command, web_command, worker_command
 
 DEMO_USER = "demo"
@@ -81,6 +82,7 @@ class Command(BaseCommand):
         call_command("migrate", interactive=False, verbosity=0)
         call_command("bootstrap", username=DEMO_USER, password=password, team=DEMO_TEAM, role="owner",
                      stdout=self.stdout)
+        prepare_broker()  # before the children start: no race on a brand-new embedded broker
 
         stop = threading.Event()
         received: list[int] = []
