@@ -245,6 +245,23 @@ def test_cancel_a_run(page: Any, dashboard_server: DashboardServer) -> None:
     assert page.locator("#transitions li").count() >= 2
 
 
+def test_a_viewer_sees_the_team_run_but_no_actions(page: Any, dashboard_server: DashboardServer) -> None:
+    run = dashboard_server.create_run("viewer can look")
+    dashboard_server.launch(run["id"])                         # queued: an owner could cancel it
+    page.context.clear_cookies()
+    page.context.add_cookies(dashboard_server.login_cookie("victor"))
+    page.goto("/runs/")
+    row = page.locator(f"tr[data-run='{run['id']}']")
+    row.wait_for()
+    assert "viewer can look" in row.inner_text()
+    assert "Cancel" not in row.inner_text() and "Launch" not in row.inner_text()
+    page.goto(f"/runs/{run['id']}/")
+    page.wait_for_function("() => document.querySelector('#run-status').innerText.trim() === 'queued'")
+    assert page.locator("#cancel-btn").count() == 0
+    assert dashboard_server.api("victor").post(f"/runs/{run['id']}/cancel").status_code == 403
+    assert dashboard_server.api().get(f"/runs/{run['id']}/").json()["status"] == "queued"
+
+
 def test_another_teams_run_is_not_reachable(page: Any, dashboard_server: DashboardServer) -> None:
     theirs = dashboard_server.create_run("bob's secret", user="bob")
     page.goto(f"/runs/{theirs['id']}/")

@@ -71,7 +71,8 @@ SETUP_SCRIPT = textwrap.dedent("""
 
     call_command("migrate", interactive=False, verbosity=0)
     out = {}
-    for username, team, role in (("alice", "lab", "owner"), ("bob", "other", "owner")):
+    # victor is a viewer in alice's team: reads everything of "lab", may launch or cancel nothing.
+    for username, team, role in (("alice", "lab", "owner"), ("bob", "other", "owner"), ("victor", "lab", "viewer")):
         call_command("bootstrap", username=username, password="pw-" + username, team=team, role=role)
         user = User.objects.get(username=username)
         _, key = api_token_create(user=user, name="stack-test")
@@ -151,7 +152,7 @@ def stack_env(var_dir: Path, db: StackDatabase, port: int, **extra: str) -> dict
 
 
 def setup_accounts(env: dict[str, str]) -> dict[str, dict[str, str]]:
-    """Migrate the stack's database and create two users in two teams, with API tokens and sessions."""
+    """Migrate the stack's database and create users (owners of two teams, a viewer), with API tokens and sessions."""
     done = subprocess.run([sys.executable, "-c", SETUP_SCRIPT], env=env, cwd=ROOT, capture_output=True,
                           text=True, timeout=180)
     for line in done.stdout.splitlines():
