@@ -256,7 +256,8 @@ def test_a_viewer_sees_the_team_run_but_no_actions(page: Any, dashboard_server: 
     assert "viewer can look" in row.inner_text()
     assert "Cancel" not in row.inner_text() and "Launch" not in row.inner_text()
     page.goto(f"/runs/{run['id']}/")
-    page.wait_for_function("() => document.querySelector('#run-status').innerText.trim() === 'queued'")
+    page.wait_for_selector("#run-status")
+    page.wait_for_function("() => document.querySelector('#run-status')?.innerText.trim() === 'queued'")
     assert page.locator("#cancel-btn").count() == 0
     assert dashboard_server.api("victor").post(f"/runs/{run['id']}/cancel").status_code == 403
     assert dashboard_server.api().get(f"/runs/{run['id']}/").json()["status"] == "queued"
