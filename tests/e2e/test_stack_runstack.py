@@ -76,8 +76,8 @@ def test_runstack_demo_runs_embedded_and_stops_cleanly_on_sigint(tmp_path: Path)
         out.wait_for(r"database sqlite3, broker sqla\+sqlite, channel layer InMemoryChannelLayer", 60, proc)
         out.wait_for(r"log in as\s+demo / demo", 120, proc)
         run_id = int(out.wait_for(r"demo run (\d+) launched: http://127\.0\.0\.1:\d+/runs/\d+/", 60, proc).group(1))
-        for name in ("web", "worker", "beat"):
-            assert re.search(rf"^{name}\s+\| ", out.text(), re.M), f"no prefixed output from {name}"
+        for name in ("web", "worker", "beat"):  # each child's output, prefixed (the worker may print later)
+            out.wait_for(rf"(?m)^{name}\s+\| ", 60, proc)
 
         # The demo run trains and reports through the HTTP endpoint; read it back as the demo user would.
         base = f"http://127.0.0.1:{port}/api/v1"
