@@ -28,6 +28,14 @@ class _Frozen(BaseModel):
 
 
 # ----------------------------------------------------------------------------------------- algorithm
+def _registry_names(kind: str) -> list[str]:
+    """Valid names from the algorithm registries, so the JSON Schema (and the web form's selects)
+    lists exactly what the validators accept, with no second list to keep in sync."""
+    from fipo_engine.algorithms.config import _known, _known_estimators
+
+    return _known_estimators() if kind == "estimator" else _known(kind)
+
+
 class AlgorithmConfig(_Frozen):
     """Which outcome advantage and policy loss to use, and their hyper-parameters."""
 
@@ -35,10 +43,12 @@ class AlgorithmConfig(_Frozen):
         "grpo",
         description="Outcome advantage: grpo (group-normalised with unbiased std, the recipe), dr_grpo "
         "(no std division), rloo (leave-one-out baseline).",
+        json_schema_extra=lambda schema: schema.update(enum=_registry_names("estimator")),
     )
     policy_loss: str = Field(
         "fipo",
         description="Policy loss: fipo (future-KL influence weights), dapo (clip-higher + dual clip), ppo.",
+        json_schema_extra=lambda schema: schema.update(enum=_registry_names("loss")),
     )
     loss: PolicyLossConfig = Field(default_factory=PolicyLossConfig, description="Loss hyper-parameters.")
     kl_coef: float = Field(0.0, ge=0.0, description="KL penalty coefficient (recipe 0: no reference model).")

@@ -43,6 +43,7 @@ class PolicyLossConfig(BaseModel):
         "token-mean",
         description="How per-token losses become one scalar: token-mean (DAPO/recipe), seq-mean-token-sum, "
         "seq-mean-token-mean, seq-mean-token-sum-norm (Dr.GRPO).",
+        json_schema_extra=lambda schema: schema.update(enum=_known("aggregation")),
     )
     decay_rate: float = Field(
         32.0, ge=1.0,

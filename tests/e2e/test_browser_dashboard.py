@@ -61,6 +61,8 @@ def test_new_run_from_preset_with_one_field_changed(page: Any, dashboard_server:
     titles = page.locator("#run-preset").inner_text()
     assert "CPU demo" in titles and "FIPO 32B recipe" in titles
     page.select_option("#run-preset", "cpu-demo")
+    # registry-backed choices are selects listing exactly the registered names
+    assert page.locator("select#f-algorithm-policy_loss option").all_inner_texts() == ["dapo", "fipo", "ppo"]
     assert page.locator(".field.changed").count() == 0
     page.fill("#run-name", "lr sweep 5e-4")
     page.fill("#f-trainer-lr", "0.0005")

@@ -211,3 +211,15 @@ def test_the_loss_config_inside_the_run_config_is_the_algorithm_one() -> None:
     cfg = apply_overrides(RunConfig(), {"algorithm.loss.decay_rate": 1e9})
     assert isinstance(cfg.algorithm.loss, PolicyLossConfig)
     assert math.isclose(cfg.algorithm.loss.gamma, 2 ** (-1e-9))
+
+
+def test_schema_lists_registry_names_as_enums() -> None:
+    """The web form renders enums as selects: the choices must be exactly what validation accepts."""
+    from fipo_engine.algorithms import ADVANTAGE_ESTIMATORS, AGGREGATIONS, POLICY_LOSSES
+    from fipo_engine.config import json_schema
+
+    defs = json_schema()["$defs"]
+    algorithm = defs["AlgorithmConfig"]["properties"]
+    assert algorithm["policy_loss"]["enum"] == POLICY_LOSSES.names()
+    assert algorithm["advantage_estimator"]["enum"] == ADVANTAGE_ESTIMATORS.names()
+    assert defs["PolicyLossConfig"]["properties"]["loss_agg_mode"]["enum"] == AGGREGATIONS.names()
