@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from fipo_engine.models.fast import GenerationInterrupted
 from fipo_engine.rollout.base import Generation, RolloutBackend, SamplingParams
 from fipo_engine.rollout.hf import HFRollout
 
-__all__ = ["Generation", "HFRollout", "RolloutBackend", "SamplingParams", "make_rollout"]
+__all__ = ["Generation", "GenerationInterrupted", "HFRollout", "RolloutBackend", "SamplingParams", "make_rollout"]
 
 
 def make_rollout(cfg: Any, policy: Any, generation_batch_size: int | None = None, *, seed: int = 0,

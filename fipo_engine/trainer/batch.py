@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from fipo_engine.models import fast
+
 
 @dataclass
 class Packed:
@@ -64,10 +66,14 @@ def response_logprobs(model: torch.nn.Module, packed: Packed, *, with_entropy: b
     device = next(model.parameters()).device
     input_ids = packed.input_ids.to(device)
     attention = packed.attention_mask.to(device)
-    position_ids = (attention.cumsum(-1) - 1).clamp(min=0)
     p, length = packed.prompt_len, packed.response_len
-    logits = model(input_ids=input_ids, attention_mask=attention, position_ids=position_ids,
-                   use_cache=False).logits[:, p - 1: p - 1 + length].float()  # [N, L, V]
+    if fast.supported(model) and not (torch.is_grad_enabled() and fast.checkpointed(model)):
+        # one prompt forward per distinct prompt, logits only at response positions (models/fast.py)
+        logits = fast.response_logits(model, input_ids, attention, p).float()  # [N, L, V]
+    else:
+        position_ids = (attention.cumsum(-1) - 1).clamp(min=0)
+        logits = model(input_ids=input_ids, attention_mask=attention, position_ids=position_ids,
+                       use_cache=False).logits[:, p - 1: p - 1 + length].float()  # [N, L, V]
     logp_all = torch.log_softmax(logits, dim=-1)
     targets = input_ids[:, p: p + length]
     log_prob = logp_all.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # [N, L]

@@ -265,12 +265,24 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, tracker:
             metrics["advantage/mean_length_weighted"] = float((seq_adv * lengths_t).sum() / lengths_t.sum())
 
             # ---------------------------------------------------------- old log-probs (recomputed, §8)
-            t0 = time.perf_counter()
+            # The first mini-batch trains on the policy that sampled it, so its old log-probs are its
+            # own first forward (detached): skipped here, filled in below, ratio exactly 1.
             num_seqs = num_groups * n
+            mini_groups = t.ppo_mini_batch_size
+            orders = []
+            for epoch in range(t.ppo_epochs):
+                if t.shuffle:
+                    gen = torch.Generator().manual_seed(t.seed * 7919 + step * 31 + epoch)
+                    orders.append(torch.randperm(num_groups, generator=gen))
+                else:
+                    orders.append(torch.arange(num_groups))
+            first_rows = _group_rows(orders[0][:mini_groups], n)
+            t0 = time.perf_counter()
             old_log_prob = torch.zeros_like(response_mask)
+            rest = torch.tensor(sorted(set(range(num_seqs)) - set(first_rows.tolist())), dtype=torch.long)
             with torch.no_grad():
-                for start in range(0, num_seqs, t.micro_batch_size):
-                    rows = torch.arange(start, min(start + t.micro_batch_size, num_seqs))
+                for start in range(0, len(rest), t.micro_batch_size):
+                    rows = rest[start: start + t.micro_batch_size]
                     part = select(packed, rows)
                     lp, _ = response_logprobs(model, part)
                     old_log_prob[rows, : part.response_len] = lp.cpu() * part.response_mask
@@ -281,16 +293,10 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, tracker:
             show = sample_indices(num_groups, n, t.log_samples, t.seed, step)
             channels: dict[int, dict[str, torch.Tensor]] = {}
             loss_metrics, grad_norms, entropies, lr = MetricAccumulator(), [], [], t.lr
-            mini_groups = t.ppo_mini_batch_size
-            for epoch in range(t.ppo_epochs):
-                if t.shuffle:
-                    gen = torch.Generator().manual_seed(t.seed * 7919 + step * 31 + epoch)
-                    order = torch.randperm(num_groups, generator=gen)
-                else:
-                    order = torch.arange(num_groups)
+            for epoch, order in enumerate(orders):
                 for g0 in range(0, num_groups, mini_groups):
-                    groups_mb = order[g0: g0 + mini_groups]
-                    seq_rows = (groups_mb[:, None] * n + torch.arange(n)).reshape(-1)  # [mini * n]
+                    seq_rows = _group_rows(order[g0: g0 + mini_groups], n)  # [mini * n]
+                    on_policy = epoch == 0 and g0 == 0
                     optimizer.zero_grad(set_to_none=True)
                     for m0 in range(0, len(seq_rows), t.micro_batch_size):
                         rows = seq_rows[m0: m0 + t.micro_batch_size]
@@ -300,7 +306,11 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, tracker:
                             model, part, with_entropy=True, entropy_grad=cfg.algorithm.entropy_coeff > 0)
                         dev = log_prob.device
                         mask = part.response_mask.to(dev)
-                        old = old_log_prob[rows, :width].to(dev)
+                        if on_policy:  # no optimizer step yet: pi_old is the current policy
+                            old = log_prob.detach() * mask
+                            old_log_prob[rows, :width] = old.cpu()
+                        else:
+                            old = old_log_prob[rows, :width].to(dev)
                         adv = advantages[rows, :width].to(dev)
                         out = policy_loss(cfg.algorithm.policy_loss, log_prob, old, adv, mask, cfg.algorithm.loss)
                         # verl's loss scale: micro-batch means are averaged, weighted by sequences (§5)
@@ -369,6 +379,11 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, tracker:
     if own_tracker:
         tracker.close()
     return result
+
+
+def _group_rows(groups: torch.Tensor, n: int) -> torch.Tensor:
+    """The sequence rows of ``groups`` (group g holds rows g*n .. g*n+n-1), in group order."""
+    return (groups[:, None] * n + torch.arange(n)).reshape(-1)
 
 
 def _channels(out: Any, log_prob: torch.Tensor, old: torch.Tensor, adv: torch.Tensor, entropy: torch.Tensor,
