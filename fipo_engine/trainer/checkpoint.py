@@ -52,14 +52,16 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(ckpt_root: Path, policy: Policy, optimizer: torch.optim.Optimizer, state: TrainerState,
-                    cfg: RunConfig, keep: int) -> Path:
+                    cfg: RunConfig, keep: int, rng: dict[str, Any] | None = None) -> Path:
+    """Write ``step_{state.step}``; ``rng`` replaces the current RNG states (a stop mid-step saves
+    the states the step started with, so a resume redraws exactly what that step would have drawn)."""
     final = ckpt_root / f"{PREFIX}{state.step:06d}"
     tmp = ckpt_root / f".tmp-{PREFIX}{state.step:06d}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     save_policy(policy, tmp / "model")
     torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    torch.save(rng_state(), tmp / "rng.pt")
+    torch.save(rng if rng is not None else rng_state(), tmp / "rng.pt")
     (tmp / "trainer_state.json").write_text(json.dumps(asdict(state), indent=2))
     (tmp / "config.json").write_text(cfg.to_json())
     shutil.rmtree(final, ignore_errors=True)

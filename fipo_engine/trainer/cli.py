@@ -6,8 +6,11 @@
     fipo train fipo-32b --dry-run                      # validate + one step on a tiny stand-in model
     fipo train cfg.json --out DIR --server URL --run-id 42 --token T   # stream events to the control plane
 
-Exit codes: 0 success, 2 invalid config (nothing ran), 1 training failure. Status events
-(``running`` / ``succeeded`` / ``failed`` with a message) go to the spool and, when given, the server.
+Exit codes: 0 success, 2 invalid config (nothing ran), 1 training failure, 130 stopped by SIGTERM or
+Ctrl-C (after a checkpoint at the next safe point, see ``trainer/stop.py``; a second signal stops at
+once). Status events (``running`` / ``succeeded`` / ``failed`` with a message) go to the spool and, when
+given, the server; a stop sends no final status (the control plane that asked for it records
+``cancelled``), only a ``checkpoint`` and a ``log`` event.
 ``--server/--run-id/--token`` default to ``$FIPO_SERVER_URL``, ``$FIPO_RUN_ID``, ``$FIPO_RUN_TOKEN``
 when all three are set (keeps the token out of the process list).
 """
@@ -18,7 +21,6 @@ import argparse
 import json
 import logging
 import os
-import signal
 import sys
 import tempfile
 import time
@@ -116,6 +118,7 @@ def run(args: argparse.Namespace) -> int:
 
     from fipo_engine.tracking import Tracker
     from fipo_engine.trainer.loop import train
+    from fipo_engine.trainer.stop import StopRequest
 
     hf_logging.disable_progress_bar()
     server, run_id, token = _tracking_args(args)
@@ -125,15 +128,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"fipo train: {exc}", file=sys.stderr)
         return 2
 
-    def _terminate(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, _terminate)
     print(f"fipo train: run directory {out}", file=sys.stderr)
     try:
-        result = train(cfg, out, resume=args.resume, tracker=tracker, progress=not args.no_progress)
-    except KeyboardInterrupt as exc:  # cancelled: the control plane already knows; keep the spool
-        tracker.log(f"stopped: {exc or 'interrupted'}")
+        with StopRequest() as stop:  # SIGTERM/SIGINT: checkpoint at the next safe point, then exit 130
+            result = train(cfg, out, resume=args.resume, tracker=tracker, progress=not args.no_progress, stop=stop)
+    except KeyboardInterrupt as exc:  # a second signal (or Ctrl-C before the handler): stop now, keep the spool
+        tracker.log(f"stopped: {exc or 'interrupted'} (no checkpoint written)")
         tracker.close(timeout=5)
         return 130
     except ConfigError as exc:
@@ -147,6 +147,11 @@ def run(args: argparse.Namespace) -> int:
         tracker.close(timeout=10)
         traceback.print_exc()
         return 1
+    if result.stopped:  # cancelled: the control plane already knows; no final status
+        tracker.close(timeout=5)  # inside the launcher's grace period (FIPO_CANCEL_GRACE_S, 10 s)
+        print(f"fipo train: stopped by {result.stopped} after step {result.final_step}; "
+              f"checkpoint {result.last_checkpoint}; continue with --resume --out {out}", file=sys.stderr)
+        return 130
     summary = {"final_step": result.final_step, **(result.last_eval or {})}
     tracker.status("succeeded", json.dumps(summary))
     delivered = tracker.close(timeout=30)

@@ -40,7 +40,7 @@ from fipo_engine.config import RunConfig
 from fipo_engine.data import PromptStream, load_problems, render_prompt
 from fipo_engine.models import load_hf_dir, load_policy, resolve_device
 from fipo_engine.rewards import score_responses
-from fipo_engine.rollout import SamplingParams, make_rollout
+from fipo_engine.rollout import GenerationInterrupted, SamplingParams, make_rollout
 from fipo_engine.tracking import Tracker
 from fipo_engine.trainer.batch import pack, response_logprobs, select
 from fipo_engine.trainer.checkpoint import (
@@ -49,6 +49,7 @@ from fipo_engine.trainer.checkpoint import (
     load_optimizer_state,
     load_rng,
     load_trainer_state,
+    rng_state,
     save_checkpoint,
     set_rng_state,
 )
@@ -61,6 +62,7 @@ from fipo_engine.trainer.metrics import (
     sample_indices,
 )
 from fipo_engine.trainer.sampling import enough_groups, filter_groups
+from fipo_engine.trainer.stop import StopRequest
 
 log = logging.getLogger("fipo.trainer")
 
@@ -73,6 +75,7 @@ class TrainResult:
     last_checkpoint: Path | None = None
     last_eval: dict[str, float] | None = None
     final_step: int = 0
+    stopped: str | None = None  # the signal that stopped the run early (a checkpoint was written)
 
 
 def _seed_everything(seed: int) -> None:
@@ -96,8 +99,16 @@ def _warm_start_target(cfg: RunConfig, answer: str) -> str:
 
 
 def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, tracker: Tracker | None = None,
-          progress: bool = True) -> TrainResult:
-    """Train ``cfg`` into ``out_dir`` (config.json, events.jsonl, checkpoints/); see the module docstring."""
+          progress: bool = True, stop: StopRequest | None = None) -> TrainResult:
+    """Train ``cfg`` into ``out_dir`` (config.json, events.jsonl, checkpoints/); see the module docstring.
+
+    ``stop`` (``trainer/stop.py``): when it is requested, the run stops at the next safe point with a
+    checkpoint a ``resume`` continues from exactly, and returns with ``result.stopped`` set. A stop
+    during generation abandons that step (model and optimizer are untouched until the update, and
+    the step's prompts and RNG state are those of the checkpoint); a stop during the update finishes
+    the step's remaining mini-batches first; evaluation is skipped. A stop during the supervised
+    warm start writes nothing (a resume starts over, which is exact too).
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     own_tracker = tracker is None
@@ -143,15 +154,22 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, tracker:
     stream = PromptStream(train_problems, seed=t.seed, shuffle=cfg.data.shuffle, position=state.data_position)
     rollout = make_rollout(cfg.rollout, policy, seed=t.seed,
                            max_model_len=cfg.data.max_prompt_length + cfg.rollout.max_new_tokens)
+    stopping = stop.requested if stop is not None else (lambda: False)
+    if hasattr(rollout, "should_stop"):
+        rollout.should_stop = stopping  # polled once per generated token
     params = SamplingParams(n=cfg.rollout.n, temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p,
                             top_k=cfg.rollout.top_k, max_new_tokens=cfg.rollout.max_new_tokens)
     eval_prompts = encode(eval_problems) if eval_problems else []
     tracker.status("running", f"step {state.step}/{t.total_steps}" + (f", resumed from {ckpt.name}" if ckpt else ""))
 
-    def evaluate(step: int) -> None:
+    def evaluate(step: int) -> bool:
+        """Evaluate and log; False when a stop request interrupted it (nothing logged)."""
         if not eval_problems:
-            return
-        ev = run_eval(cfg, rollout, tok, eval_problems, eval_prompts, step, device)
+            return True
+        try:
+            ev = run_eval(cfg, rollout, tok, eval_problems, eval_prompts, step, device)
+        except GenerationInterrupted:
+            return False
         ci = ev.pop("pass_at_1_ci")
         tracker.metric(step, ev)
         benchmark = cfg.data.eval_path or f"{cfg.data.source}:{cfg.data.task}"
@@ -159,6 +177,24 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, tracker:
                      k=t.eval_k, cons_at_k=ev["eval/cons_at_k"], pass_at_k=ev["eval/pass_at_k"],
                      n_problems=len(eval_problems))
         result.last_eval = ev
+        return True
+
+    saved_step = state.step if ckpt is not None else -1
+
+    def checkpoint(rng: dict[str, Any] | None = None) -> None:
+        nonlocal saved_step
+        path = save_checkpoint(ckpt_root, policy, optimizer, replace(state), cfg, t.keep_checkpoints, rng=rng)
+        tracker.checkpoint(state.step, str(path.resolve()))
+        result.last_checkpoint, saved_step = path, state.step
+
+    def stop_here(rng: dict[str, Any] | None = None) -> None:
+        """Checkpoint the last finished step (``rng``: the RNG state at its end) and mark the run stopped."""
+        result.stopped = stop.signal_name if stop is not None else "stop"
+        if saved_step != state.step:
+            checkpoint(rng)
+        where = f"checkpoint {result.last_checkpoint}" if result.last_checkpoint else "no checkpoint"
+        tracker.log(f"stopped by {result.stopped} after step {state.step} ({where}); "
+                    "continue with: fipo train --resume --out DIR")
 
     # ------------------------------------------------------------------ supervised warm start (CPU demo)
     if t.sft_warmup_steps and not state.sft_done:
@@ -166,6 +202,8 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, tracker:
         sft_opt = torch.optim.AdamW(model.parameters(), lr=t.sft_lr, weight_decay=0.0)
         sft_loss = math.nan
         for _ in range(t.sft_warmup_steps):
+            if stopping():
+                break
             problems = sft_stream.take(t.micro_batch_size)
             answers = tok([_warm_start_target(cfg, p.answer) for p in problems], add_special_tokens=False)
             responses = [[*ids, tok.eos_token_id] for ids in answers["input_ids"]]
@@ -179,10 +217,17 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, tracker:
             sft_opt.step()
             sft_loss = float(loss.detach())
         del sft_opt
+        if stopping():  # a partial warm start is not worth keeping: a resume starts over
+            result.stopped = stop.signal_name if stop is not None else "stop"
+            tracker.log(f"stopped by {result.stopped} during the warm start (no checkpoint; --resume starts over)")
+            if own_tracker:
+                tracker.close()
+            return result
         state.sft_done = True
         tracker.metric(0, {"actor/sft_loss": sft_loss})
-    if state.step == 0 and t.eval_every:
-        evaluate(0)  # the starting point of the eval curve (the recipe validates before training)
+    # the starting point of the eval curve (the recipe validates before training)
+    if state.step == 0 and t.eval_every and (not evaluate(0) or stopping()):
+        stop_here()
 
     bar = None
     if progress:
@@ -191,8 +236,12 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, tracker:
         bar = tqdm(total=t.total_steps, initial=state.step, desc="fipo train", unit="step", dynamic_ncols=True)
     n = cfg.rollout.n
 
-    while state.step < t.total_steps:
+    while state.step < t.total_steps and not result.stopped:
+        if stopping():
+            stop_here()
+            break
         step = state.step + 1
+        step_rng = rng_state()  # what a checkpoint of the last finished step holds
         t_step = time.perf_counter()
         timing: dict[str, float] = {"timing/generate_s": 0.0, "timing/reward_s": 0.0}
 
@@ -202,37 +251,45 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, tracker:
         gen_correct: list[bool] = []
         counts = {"groups": 0, "all_correct": 0, "all_wrong": 0}
         num_gen_batches, generated = 0, 0
-        while True:
-            num_gen_batches += 1
-            problems = stream.take(t.gen_batch_size if t.dynamic_sampling else t.train_batch_size)
-            prompt_ids = encode(problems)
-            t0 = time.perf_counter()
-            gens = rollout.generate(prompt_ids, params)  # n per prompt, grouped
-            timing["timing/generate_s"] += time.perf_counter() - t0
-            t0 = time.perf_counter()
-            texts = tok.batch_decode([g.response_ids for g in gens], skip_special_tokens=True)
-            lengths = [len(g.response_ids) for g in gens]
-            rewards = score_responses(cfg.reward, [problems[g.prompt_index] for g in gens], texts, lengths,
-                                      cfg.rollout.max_new_tokens)
-            timing["timing/reward_s"] += time.perf_counter() - t0
-            generated += len(gens)
-            gen_scores += rewards.scores
-            gen_correct += rewards.correct
-            groups = filter_groups(rewards.correct, n) if t.dynamic_sampling else None
-            keep = groups.kept if groups else range(len(problems))
-            if groups:
-                counts["groups"] += groups.total
-                counts["all_correct"] += len(groups.all_correct)
-                counts["all_wrong"] += len(groups.all_wrong)
-            for g in keep:
-                rows = range(g * n, (g + 1) * n)
-                kept.append({"problem": problems[g], "prompt_ids": prompt_ids[g], "text": [texts[i] for i in rows],
-                             "response_ids": [gens[i].response_ids for i in rows],
-                             "truncated": [gens[i].truncated for i in rows],
-                             "scores": [rewards.scores[i] for i in rows], "correct": [rewards.correct[i] for i in rows]})
-            if not t.dynamic_sampling or enough_groups(len(kept), t.train_batch_size, num_gen_batches,
-                                                       t.max_num_gen_batches):
-                break
+        try:
+            while True:
+                num_gen_batches += 1
+                problems = stream.take(t.gen_batch_size if t.dynamic_sampling else t.train_batch_size)
+                prompt_ids = encode(problems)
+                t0 = time.perf_counter()
+                gens = rollout.generate(prompt_ids, params)  # n per prompt, grouped
+                timing["timing/generate_s"] += time.perf_counter() - t0
+                t0 = time.perf_counter()
+                texts = tok.batch_decode([g.response_ids for g in gens], skip_special_tokens=True)
+                lengths = [len(g.response_ids) for g in gens]
+                rewards = score_responses(cfg.reward, [problems[g.prompt_index] for g in gens], texts, lengths,
+                                          cfg.rollout.max_new_tokens)
+                timing["timing/reward_s"] += time.perf_counter() - t0
+                generated += len(gens)
+                gen_scores += rewards.scores
+                gen_correct += rewards.correct
+                groups = filter_groups(rewards.correct, n) if t.dynamic_sampling else None
+                keep = groups.kept if groups else range(len(problems))
+                if groups:
+                    counts["groups"] += groups.total
+                    counts["all_correct"] += len(groups.all_correct)
+                    counts["all_wrong"] += len(groups.all_wrong)
+                for g in keep:
+                    rows = range(g * n, (g + 1) * n)
+                    kept.append({"problem": problems[g], "prompt_ids": prompt_ids[g], "text": [texts[i] for i in rows],
+                                 "response_ids": [gens[i].response_ids for i in rows],
+                                 "truncated": [gens[i].truncated for i in rows],
+                                 "scores": [rewards.scores[i] for i in rows], "correct": [rewards.correct[i] for i in rows]})
+                if not t.dynamic_sampling or enough_groups(len(kept), t.train_batch_size, num_gen_batches,
+                                                           t.max_num_gen_batches):
+                    break
+                if stopping():
+                    raise GenerationInterrupted
+            if stopping():  # before the update: nothing has changed since the last step
+                raise GenerationInterrupted
+        except GenerationInterrupted:
+            stop_here(rng=step_rng)
+            break
         kept = kept[: t.train_batch_size]  # truncate to the train batch (recipe)
         num_groups = len(kept)
         metrics: dict[str, Any] = {"reward/gen_mean": float(np.mean(gen_scores)),
@@ -366,12 +423,14 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, tracker:
                              "pass@1": f"{(result.last_eval or {}).get('eval/pass_at_1', float('nan')):.2f}"})
 
         # -------------------------------------------------------------- eval and checkpoint
-        if t.eval_every and (step % t.eval_every == 0 or step == t.total_steps):
-            evaluate(step)
+        if stopping():  # the step is complete: checkpoint it, skip the evaluation
+            stop_here()
+            break
+        if t.eval_every and (step % t.eval_every == 0 or step == t.total_steps) and not evaluate(step):
+            stop_here()
+            break
         if (t.save_every and step % t.save_every == 0) or step == t.total_steps:
-            path = save_checkpoint(ckpt_root, policy, optimizer, replace(state), cfg, t.keep_checkpoints)
-            tracker.checkpoint(step, str(path.resolve()))
-            result.last_checkpoint = path
+            checkpoint()
 
     if bar is not None:
         bar.close()
