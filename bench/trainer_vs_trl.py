@@ -61,8 +61,23 @@ def run_ours(cfg, model_dir: Path) -> dict[str, float]:
 
 def run_trl(cfg, model_dir: Path) -> dict[str, float]:
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
+
+    class StepClock(TrainerCallback):
+        """Wall time of each optimizer step, from ``on_step_begin`` (before ``training_step``, which
+        generates when the buffer is empty) to ``on_step_end`` (after clip, AdamW step, zero_grad):
+        the same span as our ``timing/step_s``. TRL's own ``step_time`` covers ``training_step``
+        only, leaving out the optimizer step."""
+
+        def __init__(self) -> None:
+            self.begin, self.seconds = 0.0, []
+
+        def on_step_begin(self, *_args, **_kwargs):
+            self.begin = time.perf_counter()
+
+        def on_step_end(self, *_args, **_kwargs):
+            self.seconds.append(time.perf_counter() - self.begin)
 
     t = cfg.trainer
     train_problems, _ = load_problems(cfg.data, t.seed)
@@ -91,14 +106,16 @@ def run_trl(cfg, model_dir: Path) -> dict[str, float]:
             top_p=cfg.rollout.top_p, top_k=0, loss_type="dapo", epsilon=0.2, epsilon_high=0.28, beta=0.0,
             disable_dropout=True, bf16=False, dataloader_num_workers=0, shuffle_dataset=True,
         )
+        clock = StepClock()
         trainer = GRPOTrainer(model=model, reward_funcs=reward, args=args, train_dataset=Dataset.from_list(rows),
-                              processing_class=tok)
+                              processing_class=tok, callbacks=[clock])
         trainer.train()
-        # TRL's own per-step wall time (generation included), the counterpart of our timing/step_s
-        seconds = sum(h["step_time"] for h in trainer.state.log_history if "step_time" in h)
+        seconds = sum(clock.seconds)  # the counterpart of our timing/step_s (generation included)
+        trl_step_time = sum(h["step_time"] for h in trainer.state.log_history if "step_time" in h)
     cpu = time.process_time() - cpu
     samples = len(lengths)
-    return {"seconds": seconds, "cpu": cpu, "samples": samples, "tokens": 2 * sum(lengths)}
+    return {"seconds": seconds, "trl_step_time": trl_step_time, "cpu": cpu, "samples": samples,
+            "tokens": 2 * sum(lengths)}
 
 
 def main() -> None:
@@ -143,6 +160,10 @@ def main() -> None:
         rates[name] = (sps, tps, spc)
         print(f"| {name:24s} | {sec:7.1f} | {sps:9.1f} | {tps:9.1f} | {cpu:6.1f} | {spc:13.1f} |")
     ours, trl = rates["ours (FIPO loss)"], rates["TRL GRPOTrainer (dapo)"]
+    trl_own = statistics.median(r["samples"] / r["trl_step_time"] for r in results["TRL GRPOTrainer (dapo)"])
+    print(f"\nTRL step time is measured from on_step_begin to on_step_end (optimizer step included, as in ours); "
+          f"by TRL's own step_time metric (training_step only) TRL does {trl_own:.1f} samples/s "
+          f"(ratio {ours[0] / trl_own:.2f}x).")
     print(f"\nratio ours/TRL: samples/s {ours[0] / trl[0]:.2f}x, tokens/s {ours[1] / trl[1]:.2f}x (wall clock of "
           f"the training steps; target >= 1.5x), samples per CPU-second {ours[2] / trl[2]:.2f}x (whole job, "
           "setup included; less sensitive to other processes on a shared machine)")
