@@ -200,10 +200,11 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, tracker:
     if t.sft_warmup_steps and not state.sft_done:
         sft_stream = PromptStream(train_problems, seed=t.seed + 1)
         sft_opt = torch.optim.AdamW(model.parameters(), lr=t.sft_lr, weight_decay=0.0)
-        sft_loss = math.nan
+        sft_loss, sft_steps = math.nan, 0
         for _ in range(t.sft_warmup_steps):
             if stopping():
                 break
+            sft_steps += 1
             problems = sft_stream.take(t.micro_batch_size)
             answers = tok([_warm_start_target(cfg, p.answer) for p in problems], add_special_tokens=False)
             responses = [[*ids, tok.eos_token_id] for ids in answers["input_ids"]]
@@ -217,7 +218,7 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, tracker:
             sft_opt.step()
             sft_loss = float(loss.detach())
         del sft_opt
-        if stopping():  # a partial warm start is not worth keeping: a resume starts over
+        if sft_steps < t.sft_warmup_steps:  # stopped: a partial warm start is not kept, a resume starts over
             result.stopped = stop.signal_name if stop is not None else "stop"
             tracker.log(f"stopped by {result.stopped} during the warm start (no checkpoint; --resume starts over)")
             if own_tracker:
