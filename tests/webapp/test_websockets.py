@@ -16,6 +16,8 @@ from rest_framework.test import APIClient
 from webapp.asgi import application
 from webapp.runs.models import Run, RunStatus
 from webapp.runs.services import run_lock, run_transition
+from webapp.tracking import stream
+from webapp.tracking.consumers import RunStreamConsumer
 from webapp.tracking.services import events_ingest
 from webapp.tracking.stream import stream_append
 
@@ -139,23 +141,82 @@ async def test_live_items_follow_the_catch_up_in_order(started_run: tuple[Run, s
     await communicator.disconnect()
 
 
+def _append_log(run_id: int, text: str) -> None:
+    with transaction.atomic():
+        locked = run_lock(run_id)
+        stream_append(run=locked, items=[("log", {"text": text}, None)])
+        locked.save(update_fields=["stream_pos"])
+
+
+def _count_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Patch the run consumer's database read to count its calls (the list's length)."""
+    reads: list[int] = []
+    original = RunStreamConsumer.fetch
+
+    async def counting(self: RunStreamConsumer, after: int) -> list[dict[str, Any]]:
+        reads.append(after)
+        return await original(self, after)
+
+    monkeypatch.setattr(RunStreamConsumer, "fetch", counting)
+    return reads
+
+
 async def test_items_written_by_another_process_arrive_by_polling(started_run: tuple[Run, str], member: Any,
-                                                                  settings: Any) -> None:
+                                                                  settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """A worker's transition sends no notice the web process can hear (in-memory layer): polling."""
     settings.FIPO_WS_POLL_S = 0.2
     run, _ = started_run
     communicator, connected, _ = await _connect(f"/ws/runs/{run.pk}/", member)  # no after: live only
     assert connected
-
-    def silent_append() -> None:
-        with transaction.atomic():
-            locked = run_lock(run.pk)
-            stream_append(run=locked, items=[("log", {"text": "from elsewhere"}, None)])
-            locked.save(update_fields=["stream_pos"])
-
-    await database_sync_to_async(silent_append)()
+    monkeypatch.setattr(stream, "_send_notices", lambda groups, carried: None)  # as if written elsewhere
+    await database_sync_to_async(_append_log)(run.pk, "from elsewhere")
     message = await communicator.receive_json_from(timeout=5)
     assert message == {"pos": 4, "type": "log", "data": {"text": "from elsewhere"}}
+    await communicator.disconnect()
+
+
+async def test_a_notice_carries_its_items_so_open_pages_do_not_read_the_database(
+        started_run: tuple[Run, str], member: Any, settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """N open pages cost one notice per batch, not N database reads; what they get is exactly what a
+    read returns."""
+    settings.FIPO_WS_POLL_S = 60  # no poll tick during the test
+    run, _ = started_run
+    pages = [(await _connect(f"/ws/runs/{run.pk}/?after=2", member))[0] for _ in range(3)]
+    for page in pages:
+        await _receive_until(page, 3)  # the catch-up on connect is done
+    reads = _count_reads(monkeypatch)
+    await database_sync_to_async(events_ingest)(run_id=run.pk, events=_batch(1, 0, 2))
+    head = (await database_sync_to_async(Run.objects.get)(pk=run.pk)).stream_pos
+    received = [await _receive_until(page, head) for page in pages]
+    assert reads == []
+    stored = await database_sync_to_async(stream.stream_after)(run_id=run.pk, after=3)
+    assert all(messages == stored for messages in received)
+    for page in pages:
+        await page.disconnect()
+
+
+async def test_a_missed_notice_is_caught_up_from_the_database_in_order(
+        started_run: tuple[Run, str], member: Any, settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A notice that does not continue what the client has (the one before it was lost) makes the
+    consumer read the gap: no item is skipped, none repeated."""
+    settings.FIPO_WS_POLL_S = 60
+    run, _ = started_run
+    communicator, connected, _ = await _connect(f"/ws/runs/{run.pk}/?after=0", member)
+    assert connected
+    await _receive_until(communicator, 3)  # the catch-up on connect is done
+    reads = _count_reads(monkeypatch)
+    send = stream._send_notices
+    monkeypatch.setattr(stream, "_send_notices", lambda groups, carried: None)
+    await database_sync_to_async(_append_log)(run.pk, "lost notice")
+    monkeypatch.setattr(stream, "_send_notices", send)
+    await database_sync_to_async(_append_log)(run.pk, "next")
+    messages = await _receive_until(communicator, 5)
+    assert [(m["pos"], m["data"]["text"]) for m in messages] == [(4, "lost notice"), (5, "next")]
+    assert reads == [3]
+    await database_sync_to_async(_append_log)(run.pk, "contiguous again")
+    assert (await communicator.receive_json_from(timeout=5))["pos"] == 6
+    assert reads == [3]  # back on the carried path
+    assert await communicator.receive_nothing(timeout=0.3)
     await communicator.disconnect()
 
 

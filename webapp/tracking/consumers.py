@@ -2,9 +2,11 @@
 (status changes of every run in the user's teams). Session auth (``AuthMiddlewareStack``).
 
 On connect the consumer joins its group(s) *first* and then replays every item with ``pos > after``
-from the database, so nothing committed in between is missed; afterwards each notice (or the poll
-tick, for items written by other processes) makes it read and send what is new. One lock serialises
-reads and sends, and ``last_pos`` only grows, so a client never sees an item twice or out of order.
+from the database, so nothing committed in between is missed. Afterwards a notice that carries the
+messages continuing what the client has (first ``pos <= last_pos + 1``) is forwarded as is, with no
+database read; any other notice, and the poll tick of an idle stream (items written by processes
+whose notices cannot reach this one), makes it read what is new. One lock serialises reads and
+sends, and ``last_pos`` only grows, so a client never sees an item twice or out of order.
 
 Close codes (sent after the handshake, so browsers see them): 4401 not logged in, 4404 run not
 found or not in the user's teams.
@@ -15,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -60,6 +63,7 @@ class _StreamConsumer(AsyncJsonWebsocketConsumer):
             await self.refuse(CLOSE_NOT_FOUND)
             return
         self._lock = asyncio.Lock()
+        self._last_notice = time.monotonic()
         self.groups_to_join = self.group_names()
         for group in self.groups_to_join:
             await self.channel_layer.group_add(group, self.channel_name)
@@ -88,12 +92,28 @@ class _StreamConsumer(AsyncJsonWebsocketConsumer):
         """Clients only listen; anything they send is ignored."""
 
     async def stream_notify(self, event: dict[str, Any]) -> None:
+        self._last_notice = time.monotonic()
+        carried = event.get("items")
+        if carried and carried[0][0] <= self.last_pos + 1:
+            async with self._lock:
+                if carried[0][0] <= self.last_pos + 1:  # still contiguous after waiting for the lock
+                    for pos, text in carried:
+                        if pos == self.last_pos + 1:
+                            await self.send(text_data=text)
+                            self.last_pos = pos
+                    return
         await self.send_new()
 
     async def poll(self) -> None:
+        """Read what is new when no notice came for ``FIPO_WS_POLL_S`` seconds: a busy stream is
+        kept current by its notices (and a gap in them triggers a read), so polling only has to
+        cover writes that send no notice here, which then show up within one interval."""
         interval = settings.FIPO_WS_POLL_S
         while True:
-            await asyncio.sleep(interval)
+            await asyncio.sleep(max(0.05, self._last_notice + interval - time.monotonic()))
+            if time.monotonic() - self._last_notice < interval:
+                continue
+            self._last_notice = time.monotonic()
             try:
                 await self.send_new()
             except asyncio.CancelledError:

@@ -2,17 +2,25 @@
 
 Every change a browser must see (status change, metric, sample, checkpoint, eval, log) is one
 ``StreamItem`` with a ``pos`` that increases per run. Websocket consumers replay ``pos > after`` on
-connect and then follow notices; a notice carries no data (consumers read the rows), so a lost or
-duplicated notice can never make a client skip or repeat an item.
+connect and then follow notices.
 
-Notices are sent with ``transaction.on_commit``, i.e. only for committed rows. Only the web process
-needs to send them: with the in-memory channel layer a worker's ``group_send`` reaches nobody, so a
-Celery worker skips it, and consumers also poll every ``FIPO_WS_POLL_S`` seconds to pick up items
-written by other processes (worker transitions in the embedded mode).
+A notice is sent with ``transaction.on_commit``, i.e. only for committed rows, and carries the
+messages of the items it announces, JSON-encoded once (``[pos, text]``; the text is exactly what a
+read would send), so that N open pages cost one ``group_send`` and no database reads per batch. A consumer sends the
+carried messages only when they continue what it has sent (``pos`` of the first <= its last + 1);
+after a gap (a lost notice, another process's write, notices of two web processes crossing) it
+reads the rows instead. So a lost, duplicated or reordered notice can never make a client skip or
+repeat an item. Notices of very large appends carry no messages (``NOTICE_MAX_ITEMS``).
+
+Only the web process needs to send notices: with the in-memory channel layer a worker's
+``group_send`` reaches nobody, so a Celery worker skips it, and idle consumers poll every
+``FIPO_WS_POLL_S`` seconds to pick up items written by other processes (worker transitions in the
+embedded mode).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -30,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 STREAM_TYPES = ("status", "metric", "sample", "checkpoint", "eval", "log")
 NOTIFY_TYPE = "stream.notify"  # handled by the consumers' ``stream_notify``
+NOTICE_MAX_ITEMS = 500  # larger appends send a bare notice: consumers read those rows in batches
 
 _in_worker_process = False
 
@@ -50,9 +59,11 @@ def team_group(team_id: int) -> str:
 
 def stream_append(*, run: Run, items: Sequence[tuple[str, dict[str, Any], int | None]]) -> None:
     """Append ``(type, data, seq)`` items to a run's stream. The caller holds the run's row lock
-    (``select_for_update``) and saves ``run.stream_pos`` afterwards."""
+    (``select_for_update``) inside ``transaction.atomic`` and saves ``run.stream_pos`` afterwards.
+    The run's websocket consumers get the items in a notice once the transaction commits."""
     if not items:
         return
+    first = run.stream_pos + 1
     at = datetime_param(timezone.now())
     rows = [(run.pk, run.stream_pos + i, seq, type_, json_param(data), at)
             for i, (type_, data, seq) in enumerate(items, start=1)]
@@ -60,6 +71,17 @@ def stream_append(*, run: Run, items: Sequence[tuple[str, dict[str, Any], int | 
                 placeholders=["%s", "%s", "%s", "%s", json_placeholder(), "%s"],
                 pg_types=["bigint", "bigint", "bigint", "text", "jsonb", "timestamptz"])
     run.stream_pos += len(rows)
+    carried = encoded_messages(first, items) if len(items) <= NOTICE_MAX_ITEMS else None
+    group = run_group(run.pk)
+    transaction.on_commit(lambda: _send_notices([group], carried))
+
+
+def encoded_messages(first_pos: int, items: Sequence[tuple[str, dict[str, Any], int | None]]
+                     ) -> list[list[Any]]:
+    """``[pos, json text]`` of each item's websocket message, encoded once for every consumer (the
+    in-memory layer deep-copies a notice per consumer: strings copy for free)."""
+    return [[pos, json.dumps({"pos": pos, "type": type_, "data": data}, allow_nan=False)]
+            for pos, (type_, data, _seq) in enumerate(items, start=first_pos)]
 
 
 def item_message(item: StreamItem) -> dict[str, Any]:
@@ -100,18 +122,23 @@ def user_stream_head(*, team_ids: Iterable[int]) -> int:
 
 
 def notify_on_commit(*, run_id: int, team_id: int, status_changed: bool) -> None:
-    """After the current transaction commits, tell the run's (and on status changes the team's)
-    websocket consumers that new items exist."""
-    groups = [run_group(run_id)] + ([team_group(team_id)] if status_changed else [])
-    transaction.on_commit(lambda: _send_notices(groups))
+    """After the current transaction commits, tell the team's websocket consumers about a status
+    change. (The run's own consumers are told by ``stream_append``, which every stream write goes
+    through; ``run_id`` stays in the signature for callers' clarity.)"""
+    if status_changed:
+        group = team_group(team_id)
+        transaction.on_commit(lambda: _send_notices([group], None))
 
 
-def _send_notices(groups: list[str]) -> None:
+def _send_notices(groups: list[str], carried: list[list[Any]] | None) -> None:
     layer = get_channel_layer()
     if layer is None or (_in_worker_process and isinstance(layer, InMemoryChannelLayer)):
         return
+    notice: dict[str, Any] = {"type": NOTIFY_TYPE}
+    if carried:
+        notice["items"] = carried
     try:
         for group in groups:
-            async_to_sync(layer.group_send)(group, {"type": NOTIFY_TYPE})
+            async_to_sync(layer.group_send)(group, notice)
     except Exception:  # a notice is an optimisation: consumers also poll; never fail the request
         logger.warning("could not send websocket notice to %s", groups, exc_info=True)
