@@ -5,7 +5,9 @@ N run pages are open in the browser. For each event, the latency is the time fro
 the POST until the page has drawn the new point (Plotly.extendTraces returned; the chart records
 the wall-clock time of each draw in window.__fipoDrawLog). Browser and bench share the clock.
 
-Reported: p50/p95/max over events x pages, with 1 page open (baseline) and with 20 pages open.
+Reported: p50/p95/max over events x pages, with 1 page open (baseline) and with 20 pages open,
+and the CPU time each side spent per event (all Chromium processes; the web server's processes):
+on a small machine the browser's share tells whether latency is the server's or the pages' own.
 Target (issue 5): p95 < 500 ms with 20 pages (MLflow's UI polls every 10 s, TensorBoard every 5 s).
 Usage: .venv/bin/python bench/browser_latency.py [--events 200] [--pages 20] [--interval 0.1]
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import statistics
 import sys
 import tempfile
@@ -40,6 +43,19 @@ def percentile(xs: list[float], q: float) -> float:
     return s[min(len(s) - 1, max(0, round(q / 100 * (len(s) - 1))))]
 
 
+def cpu_seconds() -> dict[str, float]:
+    """CPU seconds (user + system) used so far by this process's Chromium and server children."""
+    import psutil
+
+    out = {"browser": 0.0, "server": 0.0}
+    for child in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            side = "browser" if "chrom" in child.name().lower() else "server"
+            t = child.cpu_times()
+            out[side] += t.user + t.system
+    return out
+
+
 def measure(server: DashboardServer, browser: Any, *, n_pages: int, n_events: int, interval: float) -> dict[str, Any]:
     run = server.create_run(f"latency {n_pages} pages")
     token = server.start_runs(run["id"])[run["id"]]
@@ -58,6 +74,7 @@ def measure(server: DashboardServer, browser: Any, *, n_pages: int, n_events: in
         pg.wait_for_function("() => document.body.dataset.chartsReady")
         pg.wait_for_selector("#conn[data-state='live']")
     sent: dict[int, float] = {}
+    cpu0 = cpu_seconds()
     for i in range(n_events):
         step = 6 + i
         sent[step] = time.time() * 1000.0
@@ -68,6 +85,8 @@ def measure(server: DashboardServer, browser: Any, *, n_pages: int, n_events: in
     for pg in pages:
         with contextlib.suppress(Exception):
             pg.wait_for_function(f"() => window.__fipoDrawLog.some(e => e[0] === '{KEY}' && e[1] >= {last})", timeout=15_000)
+    cpu1 = cpu_seconds()
+    for pg in pages:
         log = pg.evaluate("() => window.__fipoDrawLog")
         recv = sorted(pg.evaluate("() => window.__fipoRecvLog"))
         # arrival of each event's websocket message: the i-th message after the bench started posting
@@ -92,7 +111,9 @@ def measure(server: DashboardServer, browser: Any, *, n_pages: int, n_events: in
             "p50": percentile(latencies, 50), "p95": percentile(latencies, 95), "max": max(latencies),
             "mean": statistics.fmean(latencies),
             "arrive_p50": percentile(arrivals, 50) if arrivals else float("nan"),
-            "arrive_p95": percentile(arrivals, 95) if arrivals else float("nan")}
+            "arrive_p95": percentile(arrivals, 95) if arrivals else float("nan"),
+            "browser_ms": (cpu1["browser"] - cpu0["browser"]) * 1000 / n_events,
+            "server_ms": (cpu1["server"] - cpu0["server"]) * 1000 / n_events}
 
 
 def measure_raw_websockets(server: DashboardServer, *, n_clients: int, n_events: int, interval: float) -> dict[str, Any]:
@@ -141,7 +162,8 @@ def measure_raw_websockets(server: DashboardServer, *, n_clients: int, n_events:
     lat = [t - sent[step] for out in received for step, t in out if step in sent]
     return {"pages": f"{n_clients} raw ws", "events": n_events, "n": len(lat), "missing": n_clients * n_events - len(lat),
             "p50": percentile(lat, 50), "p95": percentile(lat, 95), "max": max(lat), "mean": statistics.fmean(lat),
-            "arrive_p50": percentile(lat, 50), "arrive_p95": percentile(lat, 95)}
+            "arrive_p50": percentile(lat, 50), "arrive_p95": percentile(lat, 95),
+            "browser_ms": float("nan"), "server_ms": float("nan")}
 
 
 def main() -> None:
@@ -165,12 +187,17 @@ def main() -> None:
         backend = "PostgreSQL + Redis channel layer" if server.env.get("REDIS_URL") else "SQLite + in-memory layer"
     print(f"\nevent POST -> point drawn, {args.events} events {args.interval * 1000:.0f} ms apart; "
           f"daphne with {backend}; Chromium headless\n")
-    print("| pages open | samples | missed | p50 ms | p95 ms | max ms | mean ms | ws arrival p50 / p95 ms | target p95 |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| pages open | samples | missed | p50 ms | p95 ms | max ms | mean ms | ws arrival p50 / p95 ms "
+          "| CPU ms per event: browser / server | target p95 |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r, target in ((raw, "server only"), (base, "baseline"), (many, "< 500")):
         print(f"| {r['pages']} | {r['n']} | {r['missing']} | {r['p50']:.0f} | {r['p95']:.0f} | {r['max']:.0f} | "
-              f"{r['mean']:.0f} | {r['arrive_p50']:.0f} / {r['arrive_p95']:.0f} | {target} |")
-    print(f"\nratio p95 ({args.pages} pages / 1 page): {many['p95'] / max(base['p95'], 1e-9):.2f}")
+              f"{r['mean']:.0f} | {r['arrive_p50']:.0f} / {r['arrive_p95']:.0f} | "
+              f"{r['browser_ms']:.0f} / {r['server_ms']:.0f} | {target} |")
+    cores = os.cpu_count() or 1
+    print(f"\nratio p95 ({args.pages} pages / 1 page): {many['p95'] / max(base['p95'], 1e-9):.2f}; "
+          f"{args.pages} pages' browser CPU at this event rate: {many['browser_ms'] / (args.interval * 1000):.2f} "
+          f"of {cores} cores")
 
 
 if __name__ == "__main__":

@@ -17,6 +17,39 @@ export const COLOURS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "
 const BIG = 10000;
 const TRACES_PER_SPEC = 3;  // band upper, band lower (fill), line
 
+// Live points are drawn in cycles, one page-wide cycle at a time: every on-screen chart with queued
+// points draws in the same animation frame, and the next cycle starts no sooner than LIVE_DUTY
+// times the last cycle's duration later (and at least LIVE_MIN_GAP_MS). Plotly redraws a whole
+// chart on each extendTraces (10-40 ms), so a page fed 10 events/s that drew each one would do
+// nothing else, and twenty such pages on one machine would fall seconds behind. Throttled this
+// way a page spends at most 1 / (1 + LIVE_DUTY) of its time on live draws; under load the cycles
+// come further apart and carry more points each, so latency stays bounded instead of growing.
+const LIVE_MIN_GAP_MS = 100;
+const LIVE_DUTY = 4;
+const live = { queued: new Set(), timer: null, nextAllowed: 0 };
+
+function requestLiveDraw(chart) {
+  live.queued.add(chart);
+  if (live.timer !== null) return;
+  const wait = Math.max(0, live.nextAllowed - performance.now());
+  // rAF does not fire in a hidden tab: there the points wait on a timer (drawn within ~1 s)
+  const frame = () => (document.hidden ? setTimeout(runLiveDraws, 1000) : requestAnimationFrame(runLiveDraws));
+  live.timer = wait > 0 ? setTimeout(frame, wait) : (frame(), 0);
+}
+
+function runLiveDraws() {
+  const charts = [...live.queued];
+  live.queued.clear();
+  const t0 = performance.now();
+  for (const chart of charts) {
+    try { chart.flush(); } catch (exc) { console.error("live chart draw failed", exc); }
+  }
+  const took = performance.now() - t0;
+  live.nextAllowed = performance.now() + Math.min(2000, Math.max(LIVE_MIN_GAP_MS, LIVE_DUTY * took));
+  live.timer = null;
+  if (live.queued.size) requestLiveDraw(live.queued.values().next().value);
+}
+
 function hexToRgba(hex, a) {
   const n = parseInt(hex.slice(1), 16);
   return `rgba(${(n >> 16) & 255},${(n >> 8) & 255},${n & 255},${a})`;
@@ -54,21 +87,16 @@ export class SeriesChart {
       this.observer = new IntersectionObserver((entries) => {
         this.visible = entries.some((e) => e.isIntersecting);
         if (this.visible && this.pending.size) this.scheduleFlush();
-      }, { rootMargin: "200px" });
+      }, { rootMargin: "0px" });
       this.observer.observe(el);
     }
   }
 
-  /** Draw queued points at the next frame, but leave the main thread idle for at least twice as
-   * long as the previous draw took (a busy machine coalesces more points per draw instead of
-   * falling behind). */
+  /** Queue this chart for the page's next live-draw cycle (see `requestLiveDraw`). */
   scheduleFlush() {
     if (this.flushScheduled || !this.visible) return;
     this.flushScheduled = true;
-    const go = () => (document.hidden ? setTimeout(() => this.flush(), 200) : requestAnimationFrame(() => this.flush()));
-    const wait = (this.nextAllowed || 0) - performance.now();
-    if (wait > 0) setTimeout(go, wait);
-    else go();
+    requestLiveDraw(this);
   }
 
   specIndex(run, key) {
@@ -182,9 +210,7 @@ export class SeriesChart {
       drawn.push([s.key, p.x[p.x.length - 1]]);
     }
     this.pending.clear();
-    const t0 = performance.now();
     Plotly.extendTraces(this.el, { x, y }, idx);
-    this.nextAllowed = performance.now() + Math.min(1000, 2 * (performance.now() - t0));
     this.el.dataset.points = String(this.specs.reduce((a, s) => a + s.n, 0));
     if (window.__fipoDrawLog) { const t = Date.now(); for (const [k, st] of drawn) window.__fipoDrawLog.push([k, st, t]); }
     // after many live points, re-bucket on the server so the browser keeps drawing ~maxPoints

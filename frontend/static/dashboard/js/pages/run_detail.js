@@ -150,7 +150,15 @@ function onMetric(data) {
   const s = { ...(run.summary || {}) };
   for (const k of ["reward/mean", "accuracy/mean", "response_length/mean"]) if (k in values) s[k] = values[k];
   run.summary = s;
-  const set = (id, v) => { const el = document.getElementById(id); if (el) el.textContent = v; };
+  if (!figuresQueued) { figuresQueued = true; requestAnimationFrame(showFigures); }
+}
+
+// The key figures change with every metric item; they are written once per frame, not per item.
+let figuresQueued = false;
+function showFigures() {
+  figuresQueued = false;
+  const s = run.summary || {};
+  const set = (id, v) => { const el = document.getElementById(id); if (el && el.textContent !== v) el.textContent = v; };
   set("fig-step", fmt(run.last_step)); set("fig-reward", fmt(s["reward/mean"]));
   set("fig-acc", fmtPct(s["accuracy/mean"])); set("fig-len", fmt(s["response_length/mean"], 3));
 }
