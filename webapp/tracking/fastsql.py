@@ -8,7 +8,7 @@ is thousands of rows, so the two hot tables (metric points, stream items) are wr
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -48,6 +48,21 @@ def insert_rows(table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]
             chunk = rows[start : start + per_chunk]
             cursor.execute(head + ", ".join([marks] * len(chunk)) + (" " + suffix if suffix else ""),
                            [value for row in chunk for value in row])
+
+
+# PostgreSQL array literals, passed as one text parameter and cast (``%s::integer[]``): building the
+# literal is one C-level join, where the driver would adapt every element through Python.
+def int_array(values: Iterable[int]) -> str:
+    return "{" + ",".join(map(str, values)) + "}"
+
+
+def float_array(values: Iterable[float]) -> str:
+    """Finite floats only; ``repr`` is the shortest text that reads back as the same double."""
+    return "{" + ",".join(map(float.__repr__, values)) + "}"
+
+
+def text_array(values: Iterable[str]) -> str:
+    return "{" + ",".join('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values) + "}"
 
 
 def json_placeholder() -> str:

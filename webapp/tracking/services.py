@@ -15,10 +15,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
-from webapp.common.errors import PermissionDeniedError, ValidationFailed
+from webapp.common.auth import token_hash
+from webapp.common.errors import NotAuthenticated, PermissionDeniedError, ValidationFailed
 from webapp.runs.models import FINAL_STATUSES, Checkpoint, Run, RunStatus
 from webapp.runs.services import _transition_locked, run_lock
 from webapp.tracking.codec import pack_sample_arrays
@@ -27,7 +28,7 @@ from webapp.tracking.fastsql import insert_rows
 from webapp.tracking.models import MetricKey, MetricPoint, Sample, StreamItem
 from webapp.tracking.signals import eval_ingested
 from webapp.tracking.stream import notify_on_commit, stream_append
-from webapp.tracking.tiles import refresh_tiles
+from webapp.tracking.tiles import ingest_points_sql, refresh_tiles
 
 logger = logging.getLogger(__name__)
 
@@ -82,29 +83,62 @@ def _split(raw_events: Iterable[Any], held: set[int], check_text: bool
 def events_ingest(*, run_id: int, events: Any, check_text: bool = True) -> IngestResult:
     """Store one batch of events for a run (see the module docstring). ``check_text=False`` when the
     caller proved the raw body holds no NUL/surrogate escapes (``events.body_may_hold_unstorable``)."""
+    _check_batch(events)
+    with transaction.atomic():
+        return _ingest_locked(run_lock(run_id), events, check_text)
+
+
+def events_ingest_with_token(*, run_id: int, token: str, events: Any = None, check_text: bool = True,
+                             body_error: Exception | None = None) -> IngestResult:
+    """The ingest endpoint: authenticate the run token and lock its run in one query, then ingest.
+
+    Answers in the order the API promises: unknown token (401), another run's token or a finished run
+    (403), then ``body_error`` (the view's 413 / malformed JSON, raised only once the token is known
+    good), then the batch checks of ``events_ingest``."""
+    with transaction.atomic():
+        run = (Run.objects.select_for_update().defer("config").filter(token_hash=token_hash(token)).first()
+               if token else None)
+        if run is None:
+            raise NotAuthenticated("invalid run token")
+        if run.pk != run_id:
+            raise PermissionDeniedError("this run token belongs to another run")
+        _check_open(run)
+        if body_error is not None:
+            raise body_error
+        _check_batch(events)
+        return _ingest_locked(run, events, check_text)
+
+
+def _check_batch(events: Any) -> None:
     if not isinstance(events, list):
         raise ValidationFailed("the body must be a JSON list of events",
                                fields=[{"path": "", "message": "expected a list"}])
     if len(events) > MAX_EVENTS_PER_BATCH:
         raise ValidationFailed(f"at most {MAX_EVENTS_PER_BATCH} events per request",
                                fields=[{"path": "", "message": "too many events"}])
-    with transaction.atomic():
-        run = run_lock(run_id)
-        if run.status in FINAL_STATUSES or run.status == RunStatus.DRAFT:
-            raise PermissionDeniedError(f"run {run_id} is {run.status}: its token no longer accepts events")
-        seqs = [s for s in (seq_of(raw) for raw in events) if s is not None]
-        held = _held(run, seqs)
-        valid, rejected, duplicates = _split(events, held, check_text)
-        result = IngestResult(acked_seq=run.acked_seq, duplicates=duplicates)
-        _store(run, valid, rejected, result)
-        run.last_heartbeat = timezone.now()
-        stored = {e.seq for e in valid} | {seq for seq, _ in rejected if seq is not None}
-        run.acked_seq, run.max_seq = _acked(run, stored)
-        run.save(update_fields=["last_heartbeat", "acked_seq", "max_seq", "stream_pos", "last_step", "summary",
-                                "updated_at"])
-        result.acked_seq = run.acked_seq
-        if valid or rejected:
-            notify_on_commit(run_id=run.pk, team_id=run.team_id, status_changed=False)
+
+
+def _check_open(run: Run) -> None:
+    if run.status in FINAL_STATUSES or run.status == RunStatus.DRAFT:
+        raise PermissionDeniedError(f"run {run.pk} is {run.status}: its token no longer accepts events")
+
+
+def _ingest_locked(run: Run, events: list[Any], check_text: bool) -> IngestResult:
+    """The batch, with ``run`` locked (``select_for_update``) inside the caller's transaction."""
+    _check_open(run)
+    seqs = [s for s in (seq_of(raw) for raw in events) if s is not None]
+    held = _held(run, seqs)
+    valid, rejected, duplicates = _split(events, held, check_text)
+    result = IngestResult(acked_seq=run.acked_seq, duplicates=duplicates)
+    _store(run, valid, rejected, result)
+    run.last_heartbeat = timezone.now()
+    stored = {e.seq for e in valid} | {seq for seq, _ in rejected if seq is not None}
+    run.acked_seq, run.max_seq = _acked(run, stored)
+    run.save(update_fields=["last_heartbeat", "acked_seq", "max_seq", "stream_pos", "last_step", "summary",
+                            "updated_at"])
+    result.acked_seq = run.acked_seq
+    if valid or rejected:
+        notify_on_commit(run_id=run.pk, team_id=run.team_id, status_changed=False)
     return result
 
 
@@ -199,6 +233,37 @@ def _status_items(run: Run, event: Event, flush: list[tuple[str, dict[str, Any],
 def _store_metrics(run: Run, events: list[Event]) -> None:
     if not events:
         return
+    if connection.vendor == "postgresql":
+        _store_points_pg(run, events)
+    else:
+        _store_points(run, events)
+    # The run's summary: each headline metric at the newest step it was logged (events of one step
+    # may carry different metrics, so walk them all in (step, seq) order).
+    summary = dict(run.summary or {})
+    for event in sorted(events, key=lambda e: (e.payload["step"], e.seq)):
+        step = event.payload["step"]
+        if run.last_step is None or step >= run.last_step:
+            run.last_step = step
+            summary.update({k: event.payload["values"][k] for k in SUMMARY_KEYS if k in event.payload["values"]})
+    run.summary = summary
+
+
+def _store_points_pg(run: Run, events: list[Event]) -> None:
+    """PostgreSQL: keys, points and both tile widths in one round trip (``tiles.ingest_points_sql``)."""
+    points: dict[tuple[str, int], float] = {}
+    for event in events:  # seq order: a later event for the same (name, step) wins
+        step = event.payload["step"]
+        for name, value in event.payload["values"].items():
+            points[(name, step)] = value
+    if not points:
+        return
+    sql, params = ingest_points_sql(run.pk, points)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+def _store_points(run: Run, events: list[Event]) -> None:
+    """Any database (SQLite): key lookup, multi-row upsert of the points, then the tiles."""
     names = sorted({name for e in events for name in e.payload["values"]})
     keys = dict(MetricKey.objects.filter(run_id=run.pk, name__in=names).values_list("name", "id"))
     missing = [MetricKey(run_id=run.pk, name=name) for name in names if name not in keys]
@@ -217,15 +282,6 @@ def _store_metrics(run: Run, events: list[Event]) -> None:
     for key_id, step in points:
         touched.setdefault(key_id, set()).add(step)
     refresh_tiles(touched)
-    # The run's summary: each headline metric at the newest step it was logged (events of one step
-    # may carry different metrics, so walk them all in (step, seq) order).
-    summary = dict(run.summary or {})
-    for event in sorted(events, key=lambda e: (e.payload["step"], e.seq)):
-        step = event.payload["step"]
-        if run.last_step is None or step >= run.last_step:
-            run.last_step = step
-            summary.update({k: event.payload["values"][k] for k in SUMMARY_KEYS if k in event.payload["values"]})
-    run.summary = summary
 
 
 def _store_samples(run: Run, events: list[Event], rejected: list[tuple[int | None, str]]) -> dict[int, Sample]:

@@ -9,10 +9,11 @@ so a re-sent or overwritten point leaves them exact. The SQL is the same on Post
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from django.db import connection
 
+from webapp.tracking.fastsql import float_array, int_array, text_array
 from webapp.tracking.models import MetricPoint, MetricTile
 
 BASE_WIDTH = 32
@@ -63,6 +64,93 @@ def _execute(sql: str, ranges: Sequence[tuple[int, int, int]], **fmt: object) ->
         with connection.cursor() as cursor:
             cursor.execute(sql.format(values=values, tiles=q(MetricTile._meta.db_table),
                                       points=q(MetricPoint._meta.db_table), **fmt), params)
+
+
+# PostgreSQL ingest: the batch's keys, points and tiles in one multi-statement execute (Django's
+# psycopg cursors bind parameters client-side, so the string goes as one simple-protocol query: one
+# round trip). Whole columns travel as single array literals built here, ~20x cheaper than the
+# driver's per-element adaptation. The points and ranges name their key by its index into the
+# batch's names; ``batch_keys`` resolves those to key ids, and a later statement sees the keys and
+# points the earlier ones wrote. The tile ranges are a MATERIALIZED CTE so that the plan is always
+# "for each range, an index range scan" (inlined, a fresh database's statistics made PostgreSQL scan
+# every tile of the key and filter: 7 ms instead of 0.3). Range ends are bigint: the last tile ends
+# at step 2**31.
+_BATCH_KEYS = """batch_keys(i, k) AS (
+    SELECT n.i, k.id FROM unnest(%(names)s::text[]) WITH ORDINALITY AS n(name, i)
+    JOIN {keys} k ON k.run_id = %(run)s AND k.name = n.name)"""
+_INGEST_PG = """
+INSERT INTO {keys} (run_id, name)
+SELECT %(run)s, n.name FROM unnest(%(names)s::text[]) AS n(name)
+WHERE NOT EXISTS (SELECT 1 FROM {keys} k WHERE k.run_id = %(run)s AND k.name = n.name)
+ORDER BY n.name
+ON CONFLICT DO NOTHING;
+WITH {batch_keys}
+INSERT INTO {points} (key_id, step, value)
+SELECT b.k, u.step, u.value
+FROM unnest(%(pi)s::integer[], %(ps)s::integer[], %(pv)s::double precision[]) AS u(i, step, value)
+JOIN batch_keys b ON b.i = u.i
+ORDER BY 1, 2
+ON CONFLICT (key_id, step) DO UPDATE SET value = excluded.value;
+WITH {batch_keys}, r(k, lo, hi) AS MATERIALIZED (
+    SELECT b.k, u.lo, u.hi FROM unnest(%(bi)s::integer[], %(blo)s::bigint[], %(bhi)s::bigint[]) AS u(i, lo, hi)
+    JOIN batch_keys b ON b.i = u.i)
+INSERT INTO {tiles} (key_id, width, tile, vmin, vmax, last_step, cnt)
+SELECT p.key_id, {base}, p.step / {base}, MIN(p.value), MAX(p.value), MAX(p.step), COUNT(*)
+FROM {points} p, r
+WHERE p.key_id = r.k AND p.step >= r.lo AND p.step < r.hi
+GROUP BY p.key_id, p.step / {base}
+ON CONFLICT (key_id, width, tile) DO UPDATE SET vmin = excluded.vmin, vmax = excluded.vmax,
+    last_step = excluded.last_step, cnt = excluded.cnt;
+WITH {batch_keys}, r(k, lo, hi) AS MATERIALIZED (
+    SELECT b.k, u.lo, u.hi FROM unnest(%(ui)s::integer[], %(ulo)s::bigint[], %(uhi)s::bigint[]) AS u(i, lo, hi)
+    JOIN batch_keys b ON b.i = u.i)
+INSERT INTO {tiles} (key_id, width, tile, vmin, vmax, last_step, cnt)
+SELECT t.key_id, {upper}, t.tile / {fanout}, MIN(t.vmin), MAX(t.vmax), MAX(t.last_step), SUM(t.cnt)
+FROM {tiles} t, r
+WHERE t.key_id = r.k AND t.width = {base} AND t.tile >= r.lo AND t.tile < r.hi
+GROUP BY t.key_id, t.tile / {fanout}
+ON CONFLICT (key_id, width, tile) DO UPDATE SET vmin = excluded.vmin, vmax = excluded.vmax,
+    last_step = excluded.last_step, cnt = excluded.cnt
+"""
+_ingest_sql: str | None = None
+
+
+def ingest_points_sql(run_id: int, points: Mapping[tuple[str, int], float]) -> tuple[str, dict[str, object]]:
+    """PostgreSQL only: ``(sql, params)`` that upserts ``{(name, step): value}`` for a run (creating
+    missing keys) and recomputes every tile containing one of those points, like ``refresh_tiles``."""
+    global _ingest_sql
+    if _ingest_sql is None:
+        from webapp.tracking.models import MetricKey
+
+        q = connection.ops.quote_name
+        tables = {"keys": q(MetricKey._meta.db_table), "points": q(MetricPoint._meta.db_table),
+                  "tiles": q(MetricTile._meta.db_table)}
+        _ingest_sql = _INGEST_PG.format(batch_keys=_BATCH_KEYS.format(**tables), base=BASE_WIDTH,
+                                        upper=BASE_WIDTH * FANOUT, fanout=FANOUT, **tables)
+    index: dict[str, int] = {}
+    point_i: list[int] = []
+    steps_by_i: dict[int, set[int]] = {}
+    for name, step in points:
+        i = index.get(name)
+        if i is None:
+            i = index[name] = len(index) + 1
+            steps_by_i[i] = set()
+        point_i.append(i)
+        steps_by_i[i].add(step)
+    base: list[tuple[int, int, int]] = []
+    upper: list[tuple[int, int, int]] = []
+    for i, steps in steps_by_i.items():
+        base_tiles = {s // BASE_WIDTH for s in steps}
+        base += [(i, lo * BASE_WIDTH, hi * BASE_WIDTH) for lo, hi in _runs(base_tiles)]
+        upper += [(i, lo * FANOUT, hi * FANOUT) for lo, hi in _runs(t // FANOUT for t in base_tiles)]
+    params: dict[str, object] = {
+        "run": run_id, "names": text_array(index),
+        "pi": int_array(point_i), "ps": int_array(step for _, step in points), "pv": float_array(points.values()),
+    }
+    for prefix, ranges in (("b", base), ("u", upper)):
+        params[prefix + "i"], params[prefix + "lo"], params[prefix + "hi"] = (
+            int_array(col) for col in zip(*ranges, strict=True))
+    return _ingest_sql, params
 
 
 def refresh_tiles(touched: dict[int, set[int]]) -> None:
