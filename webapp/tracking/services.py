@@ -130,16 +130,42 @@ def _ingest_locked(run: Run, events: list[Any], check_text: bool) -> IngestResul
     held = _held(run, seqs)
     valid, rejected, duplicates = _split(events, held, check_text)
     result = IngestResult(acked_seq=run.acked_seq, duplicates=duplicates)
-    _store(run, valid, rejected, result)
+    pending: list[tuple[str, dict[str, Any]]] = []
+    _store(run, valid, rejected, result, pending)
     run.last_heartbeat = timezone.now()
     stored = {e.seq for e in valid} | {seq for seq, _ in rejected if seq is not None}
     run.acked_seq, run.max_seq = _acked(run, stored)
-    run.save(update_fields=["last_heartbeat", "acked_seq", "max_seq", "stream_pos", "last_step", "summary",
-                            "updated_at"])
+    _save_progress(run, pending)
     result.acked_seq = run.acked_seq
     if valid or rejected:
         notify_on_commit(run_id=run.pk, team_id=run.team_id, status_changed=False)
     return result
+
+
+_PROGRESS_FIELDS = ("last_heartbeat", "acked_seq", "max_seq", "stream_pos", "last_step", "summary", "updated_at")
+_progress_sql: str | None = None
+
+
+def _save_progress(run: Run, pending: list[tuple[str, dict[str, Any]]]) -> None:
+    """What ``run.save(update_fields=_PROGRESS_FIELDS)`` writes (``updated_at`` is ``auto_now``), as
+    one precompiled UPDATE sent in the same execute as the statements still ``pending`` (PostgreSQL's
+    points statement): the batch's last round trip before COMMIT. Runs have no save signals."""
+    global _progress_sql
+    fields = [Run._meta.get_field(name) for name in _PROGRESS_FIELDS]
+    if _progress_sql is None:
+        q = connection.ops.quote_name
+        _progress_sql = (f"UPDATE {q(Run._meta.db_table)} SET "
+                         + ", ".join(f"{q(f.column)} = %(run_{f.attname})s" for f in fields)
+                         + f" WHERE {q(Run._meta.pk.column)} = %(run_pk)s")
+    run.updated_at = timezone.now()
+    params: dict[str, Any] = {f"run_{f.attname}": f.get_db_prep_save(getattr(run, f.attname), connection)
+                              for f in fields}
+    params["run_pk"] = run.pk
+    statements = [sql for sql, _ in pending] + [_progress_sql]
+    for _, more in pending:  # distinct parameter names (tiles.ingest_points_sql uses none of run_*)
+        params.update(more)
+    with connection.cursor() as cursor:
+        cursor.execute(";\n".join(statements), params)
 
 
 def _held(run: Run, seqs: list[int]) -> set[int]:
@@ -177,13 +203,14 @@ def _contiguous(run: Run) -> int:
     return acked
 
 
-def _store(run: Run, valid: list[Event], rejected: list[tuple[int | None, str]], result: IngestResult) -> None:
+def _store(run: Run, valid: list[Event], rejected: list[tuple[int | None, str]], result: IngestResult,
+           pending: list[tuple[str, dict[str, Any]]]) -> None:
     items: list[tuple[str, dict[str, Any], int | None]] = []
     if valid and run.status in {RunStatus.STARTING, RunStatus.LOST}:
         reason = "first event received" if run.status == RunStatus.STARTING else "events arrived again"
         _transition_locked(run=run, to=RunStatus.RUNNING, reason=reason)
 
-    _store_metrics(run, [e for e in valid if e.type == "metric"])
+    _store_metrics(run, [e for e in valid if e.type == "metric"], pending)
     samples = _store_samples(run, [e for e in valid if e.type == "sample"], rejected)
     rejected_seqs = {seq for seq, _ in rejected}
     for event in valid:
@@ -230,11 +257,13 @@ def _status_items(run: Run, event: Event, flush: list[tuple[str, dict[str, Any],
     return []
 
 
-def _store_metrics(run: Run, events: list[Event]) -> None:
+def _store_metrics(run: Run, events: list[Event], pending: list[tuple[str, dict[str, Any]]]) -> None:
+    """Points, tiles, and the run's summary. On PostgreSQL the points statement is appended to
+    ``pending`` (sent with the run's UPDATE at the end of the batch; nothing in between reads points)."""
     if not events:
         return
     if connection.vendor == "postgresql":
-        _store_points_pg(run, events)
+        _store_points_pg(run, events, pending)
     else:
         _store_points(run, events)
     # The run's summary: each headline metric at the newest step it was logged (events of one step
@@ -248,8 +277,8 @@ def _store_metrics(run: Run, events: list[Event]) -> None:
     run.summary = summary
 
 
-def _store_points_pg(run: Run, events: list[Event]) -> None:
-    """PostgreSQL: keys, points and both tile widths in one round trip (``tiles.ingest_points_sql``)."""
+def _store_points_pg(run: Run, events: list[Event], pending: list[tuple[str, dict[str, Any]]]) -> None:
+    """PostgreSQL: keys, points and both tile widths as one statement (``tiles.ingest_points_sql``)."""
     points: dict[tuple[str, int], float] = {}
     for event in events:  # seq order: a later event for the same (name, step) wins
         step = event.payload["step"]
@@ -257,12 +286,10 @@ def _store_points_pg(run: Run, events: list[Event]) -> None:
             points[(name, step)] = value
     if not points:
         return
-    sql, params = ingest_points_sql(run.pk, points)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
+    pending.append(ingest_points_sql(run.pk, points))
 
 
-def _store_points(run: Run, events: list[Event]) -> None:
+def _store_points(run: Run, events: list[Event], pending: list[tuple[str, dict[str, Any]]] | None = None) -> None:
     """Any database (SQLite): key lookup, multi-row upsert of the points, then the tiles."""
     names = sorted({name for e in events for name in e.payload["values"]})
     keys = dict(MetricKey.objects.filter(run_id=run.pk, name__in=names).values_list("name", "id"))
