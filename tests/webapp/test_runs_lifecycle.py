@@ -79,7 +79,7 @@ def queued(draft_run: Run, member: Any, fake: FakeLauncher, django_capture_on_co
     draft_run.refresh_from_db()
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         services.run_launch(run=draft_run, user=member)
-    assert len(callbacks) == 2  # the websocket notice and launch_run.delay
+    assert len(callbacks) == 3  # the run and team websocket notices, and launch_run.delay
     draft_run.refresh_from_db()
     return draft_run
 
