@@ -137,3 +137,25 @@ def test_sample_codec_is_compact() -> None:
     channels = {name: [rng.gauss(0, 1) for _ in range(n)] for name in ("logprob", "ratio", "entropy", "advantage")}
     blob = pack_sample_arrays(["tok"] * n, channels)
     assert len(blob) < 4 * n * 2 + 2000  # float16, never the ~4 x 20k x 20 bytes of JSON
+
+
+def test_deleting_a_run_deletes_its_points_and_tiles(started_run: tuple[Any, str]) -> None:
+    """Points and tiles name their key without a database constraint (ingest speed): the ORM's
+    cascade must still remove them with their run, and leave other runs' alone."""
+    from webapp.runs.models import Run
+    from webapp.tracking.models import MetricKey, MetricPoint, MetricTile
+
+    run, _ = started_run
+    events_ingest(run_id=run.pk, events=[{"seq": s, "type": "metric", "step": s, "values": {"reward/mean": 0.5}}
+                                         for s in range(1, 41)])
+    keys = list(MetricKey.objects.filter(run=run).values_list("pk", flat=True))
+    assert MetricPoint.objects.filter(key_id__in=keys).count() == 40
+    assert MetricTile.objects.filter(key_id__in=keys).exists()
+    other = Run.objects.create(name="other", team=run.team, created_by=run.created_by, config=run.config,
+                               schema_version=run.schema_version, status=run.status)
+    other_key = MetricKey.objects.create(run=other, name="reward/mean")
+    MetricPoint.objects.create(key=other_key, step=1, value=1.0)
+    Run.objects.get(pk=run.pk).delete()
+    assert not MetricPoint.objects.filter(key_id__in=keys).exists()
+    assert not MetricTile.objects.filter(key_id__in=keys).exists()
+    assert MetricPoint.objects.filter(key=other_key).count() == 1

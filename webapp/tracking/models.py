@@ -26,8 +26,12 @@ class MetricPoint(models.Model):
     ranges and would miss points that have none."""
 
     pk = models.CompositePrimaryKey("key", "step")
-    # No separate index: the primary key (key, step) already starts with key.
-    key = models.ForeignKey(MetricKey, on_delete=models.CASCADE, db_index=False, related_name="+")
+    # No separate index: the primary key (key, step) already starts with key. No database constraint
+    # either: PostgreSQL checked it once per point at COMMIT, a third of a tracking batch's database
+    # time (bench/ingest.py). Points are written only by the ingest path, which resolves key ids
+    # under the run's row lock in the same statement; deletes cascade through the ORM.
+    key = models.ForeignKey(MetricKey, on_delete=models.CASCADE, db_index=False, db_constraint=False,
+                            related_name="+")
     step = models.IntegerField()
     value = models.FloatField()
 
@@ -86,7 +90,8 @@ class MetricTile(models.Model):
     """
 
     pk = models.CompositePrimaryKey("key", "width", "tile")
-    key = models.ForeignKey(MetricKey, on_delete=models.CASCADE, db_index=False, related_name="+")
+    key = models.ForeignKey(MetricKey, on_delete=models.CASCADE, db_index=False, db_constraint=False,
+                            related_name="+")  # written with the points: see MetricPoint.key
     width = models.IntegerField()
     tile = models.IntegerField()
     vmin = models.FloatField()
