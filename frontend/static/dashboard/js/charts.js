@@ -24,8 +24,8 @@ const TRACES_PER_SPEC = 3;  // band upper, band lower (fill), line
 // nothing else, and twenty such pages on one machine would fall seconds behind. Throttled this
 // way a page spends at most 1 / (1 + LIVE_DUTY) of its time on live draws; under load the cycles
 // come further apart and carry more points each, so latency stays bounded instead of growing.
-const LIVE_MIN_GAP_MS = 100;
-const LIVE_DUTY = 4;
+const LIVE_MIN_GAP_MS = 50;
+const LIVE_DUTY = 2;
 const live = { queued: new Set(), timer: null, nextAllowed: 0 };
 
 function requestLiveDraw(chart) {
