@@ -323,8 +323,9 @@ def _dapo_32b() -> dict[str, Any]:
 def _cpu_demo() -> dict[str, Any]:
     """Tiny offline model on 1-digit +/- arithmetic; reward rises within minutes on 2 CPU cores.
 
-    Measured (2 shared cores): the warm start leaves training accuracy near 0.3; FIPO lifts it to
-    about 0.5 in 150 steps. 4 mini-batches per rollout batch, so FIPO's weights are not all 1.
+    Measured (2 shared cores, seed 1): the warm start leaves training accuracy near 0.36; FIPO lifts
+    it to about 0.66 in 400 steps (under 2 minutes with the lean forward). 4 mini-batches per rollout
+    batch, so FIPO's weights are not all 1.
     """
     return {
         "model": {"source": "tiny", "tiny": {"hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
@@ -336,7 +337,7 @@ def _cpu_demo() -> dict[str, Any]:
         "reward": {"name": "reasoning_gym", "correct_score": 1.0, "incorrect_score": -1.0,
                    "overlong_buffer": {"enable": True, "length": 8}},
         "rollout": {"n": 8, "max_new_tokens": 24, "generation_batch_size": 192},
-        "trainer": {"total_steps": 150, "train_batch_size": 32, "gen_batch_size": 48, "max_num_gen_batches": 4,
+        "trainer": {"total_steps": 400, "train_batch_size": 32, "gen_batch_size": 48, "max_num_gen_batches": 4,
                     "ppo_mini_batch_size": 8, "micro_batch_size": 64, "lr": 3e-4, "warmup_steps": 2,
                     "weight_decay": 0.0, "sft_warmup_steps": 300, "sft_lr": 2e-3, "eval_every": 25,
                     "eval_k": 4, "save_every": 25, "log_samples": 4, "cpu_threads": 1},
