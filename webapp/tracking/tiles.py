@@ -21,27 +21,44 @@ FANOUT = 32
 TILE_WIDTHS: tuple[int, ...] = (BASE_WIDTH, BASE_WIDTH * FANOUT)
 _CHUNK = 900  # ranges per statement (3 parameters each)
 
-_FROM_POINTS = """
-WITH r(k, lo, hi) AS (VALUES {values})
+# The tiles covering ranges r(k, lo, hi) of a key's steps (base) or base tiles (upper), recomputed
+# from their source rows. ``{ranges}`` is the CTE that defines r: a VALUES list on every database
+# (``refresh_tiles``), or the PostgreSQL one-statement ingest's arrays (``ingest_points_sql``).
+_POINTS_TO_BASE = """
+WITH {ranges}
 INSERT INTO {tiles} (key_id, width, tile, vmin, vmax, last_step, cnt)
-SELECT p.key_id, {width}, p.step / {width}, MIN(p.value), MAX(p.value), MAX(p.step), COUNT(*)
+SELECT p.key_id, {base}, p.step / {base}, MIN(p.value), MAX(p.value), MAX(p.step), COUNT(*)
 FROM {points} p, r
 WHERE p.key_id = r.k AND p.step >= r.lo AND p.step < r.hi
-GROUP BY p.key_id, p.step / {width}
+GROUP BY p.key_id, p.step / {base}
 ON CONFLICT (key_id, width, tile) DO UPDATE SET vmin = excluded.vmin, vmax = excluded.vmax,
-    last_step = excluded.last_step, cnt = excluded.cnt
-"""
-
-_FROM_TILES = """
-WITH r(k, lo, hi) AS (VALUES {values})
+    last_step = excluded.last_step, cnt = excluded.cnt"""
+_BASE_TO_UPPER = """
+WITH {ranges}
 INSERT INTO {tiles} (key_id, width, tile, vmin, vmax, last_step, cnt)
-SELECT t.key_id, {width}, t.tile / {fanout}, MIN(t.vmin), MAX(t.vmax), MAX(t.last_step), SUM(t.cnt)
+SELECT t.key_id, {upper}, t.tile / {fanout}, MIN(t.vmin), MAX(t.vmax), MAX(t.last_step), SUM(t.cnt)
 FROM {tiles} t, r
 WHERE t.key_id = r.k AND t.width = {base} AND t.tile >= r.lo AND t.tile < r.hi
 GROUP BY t.key_id, t.tile / {fanout}
 ON CONFLICT (key_id, width, tile) DO UPDATE SET vmin = excluded.vmin, vmax = excluded.vmax,
-    last_step = excluded.last_step, cnt = excluded.cnt
-"""
+    last_step = excluded.last_step, cnt = excluded.cnt"""
+_WIDTHS = {"base": BASE_WIDTH, "upper": BASE_WIDTH * FANOUT, "fanout": FANOUT}
+_VALUES_RANGES = "r(k, lo, hi) AS (VALUES {values})"
+_FROM_POINTS = _POINTS_TO_BASE.replace("{ranges}", _VALUES_RANGES)
+_FROM_TILES = _BASE_TO_UPPER.replace("{ranges}", _VALUES_RANGES)
+
+
+def tile_ranges(steps_by_key: Mapping[int, Iterable[int]]) -> tuple[list[tuple[int, int, int]],
+                                                                     list[tuple[int, int, int]]]:
+    """``(base, upper)`` ranges ``(key, lo, hi)``: every base tile (in steps) and upper tile (in base
+    tiles) that contains one of the steps, consecutive tiles merged into one range."""
+    base: list[tuple[int, int, int]] = []
+    upper: list[tuple[int, int, int]] = []
+    for key, steps in steps_by_key.items():
+        base_tiles = {s // BASE_WIDTH for s in steps}
+        base += [(key, lo * BASE_WIDTH, hi * BASE_WIDTH) for lo, hi in _runs(base_tiles)]
+        upper += [(key, lo * FANOUT, hi * FANOUT) for lo, hi in _runs(t // FANOUT for t in base_tiles)]
+    return base, upper
 
 
 def _runs(indices: Iterable[int]) -> list[tuple[int, int]]:
@@ -78,6 +95,9 @@ def _execute(sql: str, ranges: Sequence[tuple[int, int, int]], **fmt: object) ->
 _BATCH_KEYS = """batch_keys(i, k) AS (
     SELECT n.i, k.id FROM unnest(%(names)s::text[]) WITH ORDINALITY AS n(name, i)
     JOIN {keys} k ON k.run_id = %(run)s AND k.name = n.name)"""
+_BATCH_RANGES = """{batch_keys}, r(k, lo, hi) AS MATERIALIZED (
+    SELECT b.k, u.lo, u.hi FROM unnest(%({p}i)s::integer[], %({p}lo)s::bigint[], %({p}hi)s::bigint[]) AS u(i, lo, hi)
+    JOIN batch_keys b ON b.i = u.i)"""
 _INGEST_PG = """
 INSERT INTO {keys} (run_id, name)
 SELECT %(run)s, n.name FROM unnest(%(names)s::text[]) AS n(name)
@@ -90,28 +110,9 @@ SELECT b.k, u.step, u.value
 FROM unnest(%(pi)s::integer[], %(ps)s::integer[], %(pv)s::double precision[]) AS u(i, step, value)
 JOIN batch_keys b ON b.i = u.i
 ORDER BY 1, 2
-ON CONFLICT (key_id, step) DO UPDATE SET value = excluded.value;
-WITH {batch_keys}, r(k, lo, hi) AS MATERIALIZED (
-    SELECT b.k, u.lo, u.hi FROM unnest(%(bi)s::integer[], %(blo)s::bigint[], %(bhi)s::bigint[]) AS u(i, lo, hi)
-    JOIN batch_keys b ON b.i = u.i)
-INSERT INTO {tiles} (key_id, width, tile, vmin, vmax, last_step, cnt)
-SELECT p.key_id, {base}, p.step / {base}, MIN(p.value), MAX(p.value), MAX(p.step), COUNT(*)
-FROM {points} p, r
-WHERE p.key_id = r.k AND p.step >= r.lo AND p.step < r.hi
-GROUP BY p.key_id, p.step / {base}
-ON CONFLICT (key_id, width, tile) DO UPDATE SET vmin = excluded.vmin, vmax = excluded.vmax,
-    last_step = excluded.last_step, cnt = excluded.cnt;
-WITH {batch_keys}, r(k, lo, hi) AS MATERIALIZED (
-    SELECT b.k, u.lo, u.hi FROM unnest(%(ui)s::integer[], %(ulo)s::bigint[], %(uhi)s::bigint[]) AS u(i, lo, hi)
-    JOIN batch_keys b ON b.i = u.i)
-INSERT INTO {tiles} (key_id, width, tile, vmin, vmax, last_step, cnt)
-SELECT t.key_id, {upper}, t.tile / {fanout}, MIN(t.vmin), MAX(t.vmax), MAX(t.last_step), SUM(t.cnt)
-FROM {tiles} t, r
-WHERE t.key_id = r.k AND t.width = {base} AND t.tile >= r.lo AND t.tile < r.hi
-GROUP BY t.key_id, t.tile / {fanout}
-ON CONFLICT (key_id, width, tile) DO UPDATE SET vmin = excluded.vmin, vmax = excluded.vmax,
-    last_step = excluded.last_step, cnt = excluded.cnt
-"""
+ON CONFLICT (key_id, step) DO UPDATE SET value = excluded.value;""" + (
+    _POINTS_TO_BASE.replace("{ranges}", _BATCH_RANGES.replace("{p}", "b")) + ";"
+    + _BASE_TO_UPPER.replace("{ranges}", _BATCH_RANGES.replace("{p}", "u")) + "\n")
 _ingest_sql: str | None = None
 
 
@@ -125,8 +126,7 @@ def ingest_points_sql(run_id: int, points: Mapping[tuple[str, int], float]) -> t
         q = connection.ops.quote_name
         tables = {"keys": q(MetricKey._meta.db_table), "points": q(MetricPoint._meta.db_table),
                   "tiles": q(MetricTile._meta.db_table)}
-        _ingest_sql = _INGEST_PG.format(batch_keys=_BATCH_KEYS.format(**tables), base=BASE_WIDTH,
-                                        upper=BASE_WIDTH * FANOUT, fanout=FANOUT, **tables)
+        _ingest_sql = _INGEST_PG.format(batch_keys=_BATCH_KEYS.format(**tables), **_WIDTHS, **tables)
     index: dict[str, int] = {}
     point_i: list[int] = []
     steps_by_i: dict[int, set[int]] = {}
@@ -137,12 +137,7 @@ def ingest_points_sql(run_id: int, points: Mapping[tuple[str, int], float]) -> t
             steps_by_i[i] = set()
         point_i.append(i)
         steps_by_i[i].add(step)
-    base: list[tuple[int, int, int]] = []
-    upper: list[tuple[int, int, int]] = []
-    for i, steps in steps_by_i.items():
-        base_tiles = {s // BASE_WIDTH for s in steps}
-        base += [(i, lo * BASE_WIDTH, hi * BASE_WIDTH) for lo, hi in _runs(base_tiles)]
-        upper += [(i, lo * FANOUT, hi * FANOUT) for lo, hi in _runs(t // FANOUT for t in base_tiles)]
+    base, upper = tile_ranges(steps_by_i)
     params: dict[str, object] = {
         "run": run_id, "names": text_array(index),
         "pi": int_array(point_i), "ps": int_array(step for _, step in points), "pv": float_array(points.values()),
@@ -155,13 +150,8 @@ def ingest_points_sql(run_id: int, points: Mapping[tuple[str, int], float]) -> t
 
 def refresh_tiles(touched: dict[int, set[int]]) -> None:
     """Recompute every tile containing one of the ``{key_id: {step, ...}}`` just written."""
-    base_ranges: list[tuple[int, int, int]] = []
-    upper_ranges: list[tuple[int, int, int]] = []
-    for key_id, steps in touched.items():
-        base_tiles = {s // BASE_WIDTH for s in steps}
-        base_ranges += [(key_id, lo * BASE_WIDTH, hi * BASE_WIDTH) for lo, hi in _runs(base_tiles)]
-        upper_ranges += [(key_id, lo * FANOUT, hi * FANOUT) for lo, hi in _runs(t // FANOUT for t in base_tiles)]
+    base_ranges, upper_ranges = tile_ranges(touched)
     if not base_ranges:
         return
-    _execute(_FROM_POINTS, base_ranges, width=BASE_WIDTH)
-    _execute(_FROM_TILES, upper_ranges, width=BASE_WIDTH * FANOUT, base=BASE_WIDTH, fanout=FANOUT)
+    _execute(_FROM_POINTS, base_ranges, **_WIDTHS)
+    _execute(_FROM_TILES, upper_ranges, **_WIDTHS)
