@@ -291,3 +291,24 @@ def test_leaderboard_page_renders_a_state(page: Any, shoot: Any) -> None:
     shoot(page, "leaderboard")
     page.goto("/leaderboards/no-such-benchmark/")
     page.wait_for_selector("#board .state:not(.loading), #board table")
+
+
+def test_a_long_runs_checkpoints_scroll_newest_first(page: Any, dashboard_server: DashboardServer) -> None:
+    """Hundreds of steps bring dozens of checkpoints: the list scrolls inside its card (newest first)
+    instead of pushing the charts off the first screen."""
+    run = dashboard_server.create_run("many checkpoints")
+    token = dashboard_server.start_runs(run["id"])[run["id"]]
+    dashboard_server.post_events(run["id"], token, [
+        {"type": "status", "state": "running", "message": "hello"}, *metric_events(1, 3),
+        *({"type": "checkpoint", "step": 25 * i, "uri": f"/ckpt/step_{25 * i:06d}"} for i in range(1, 31))])
+    page.goto(f"/runs/{run['id']}/")
+    page.wait_for_function("() => document.body.dataset.chartsReady")
+    page.wait_for_selector("#conn[data-state='live']")
+    items = page.locator("#checkpoints li")
+    assert items.count() == 30
+    assert items.first.inner_text().startswith("step 750")
+    box = page.evaluate("() => { const l = document.getElementById('checkpoints'); return [l.clientHeight, l.scrollHeight]; }")
+    assert box[0] < box[1] and box[0] <= 14 * 16 + 1  # scrolls, at most 14rem tall
+    assert page.locator("#charts").bounding_box()["y"] < 860  # the charts start on the first screen
+    dashboard_server.post_events(run["id"], token, [{"type": "checkpoint", "step": 775, "uri": "/ckpt/step_000775"}])
+    page.wait_for_function("() => document.querySelector('#checkpoints li').textContent.startsWith('step 775')")

@@ -46,15 +46,16 @@ function figures() {
 }
 
 function transitions() {
-  const list = h("ol.timeline", { id: "transitions" });
+  const list = h("ol.timeline.scroll", { id: "transitions", tabindex: "0", "aria-label": "Status history" });
   for (const t of run.transitions || []) list.append(h("li", {}, h("strong", {}, `${t.from || "∅"} → ${t.to}`), ` · ${fmtTime(t.at)}`, t.reason ? h("div.muted.small", {}, t.reason) : null));
   if (!(run.transitions || []).length) list.append(h("li.muted", {}, "No transitions yet."));
   return list;
 }
 
 function checkpoints() {
-  const list = h("ul.timeline", { id: "checkpoints" });
-  for (const c of run.checkpoints || []) list.append(h("li", {}, `step ${c.step} · `, h("code", {}, c.uri), ` · ${fmtTime(c.at)}`));
+  // newest first: the one to resume or evaluate from is usually the latest
+  const list = h("ul.timeline.scroll", { id: "checkpoints", tabindex: "0", "aria-label": "Checkpoints, newest first" });
+  for (const c of [...(run.checkpoints || [])].reverse()) list.append(h("li", {}, `step ${c.step} · `, h("code", {}, c.uri), ` · ${fmtTime(c.at)}`));
   if (!(run.checkpoints || []).length) list.append(h("li.muted", {}, "No checkpoints yet."));
   return list;
 }
