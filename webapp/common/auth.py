@@ -22,7 +22,7 @@ def token_hash(raw: str) -> str:
     return hashlib.sha256(raw.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def _header_credentials(request: Any, keyword: str) -> str | None:
+def header_credentials(request: Any, keyword: str) -> str | None:
     """The credential after ``keyword`` in the Authorization header, or None if another scheme is used."""
     header = authentication.get_authorization_header(request).split()
     if not header or header[0].lower() != keyword.lower().encode():
@@ -39,7 +39,7 @@ class ApiTokenAuthentication(authentication.BaseAuthentication):
     keyword = "Token"
 
     def authenticate(self, request: Any) -> tuple[Any, Any] | None:
-        raw = _header_credentials(request, self.keyword)
+        raw = header_credentials(request, self.keyword)
         if raw is None:
             return None
         from webapp.accounts.selectors import api_token_user
@@ -61,7 +61,7 @@ class RunTokenAuthentication(authentication.BaseAuthentication):
     keyword = "Bearer"
 
     def authenticate(self, request: Any) -> tuple[Any, Any] | None:
-        raw = _header_credentials(request, self.keyword)
+        raw = header_credentials(request, self.keyword)
         if raw is None:
             return None
         from webapp.runs.selectors import run_for_token

@@ -16,7 +16,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from webapp.common.auth import RunTokenAuthentication, _header_credentials
+from webapp.common.auth import RunTokenAuthentication, header_credentials
 from webapp.common.errors import (
     ApplicationError,
     NotAuthenticated,
@@ -83,7 +83,7 @@ def ingest_events(request: HttpRequest, run_id: int) -> HttpResponse:
     another run's token or a finished run, then 413 / 400 for the body, then the batch answer."""
     try:
         try:
-            token = _header_credentials(request, RunTokenAuthentication.keyword)
+            token = header_credentials(request, RunTokenAuthentication.keyword)
         except drf_exceptions.AuthenticationFailed as exc:
             raise NotAuthenticated(str(exc.detail)) from None
         if token is None:
