@@ -155,11 +155,10 @@ def eval_job_run(*, run_id: int, benchmark: str, step: int, options: Mapping[str
 def _append_stream(run_id: int, type_: str, data: dict[str, Any]) -> None:
     """One item in the run's stream, under the run's row lock, with the websocket notice after commit."""
     from webapp.runs.services import run_lock
-    from webapp.tracking.stream import notify_on_commit, stream_append
+    from webapp.tracking.stream import stream_append
 
     with transaction.atomic():
         run = run_lock(run_id)
         stream_append(run=run, items=[(type_, data, None)])
         run.save(update_fields=["stream_pos", "updated_at"])
-        notify_on_commit(run_id=run.pk, team_id=run.team_id, status_changed=False)
 

@@ -42,7 +42,7 @@ from webapp.runs.models import (
     RunTransition,
 )
 from webapp.runs.selectors import access_run_write
-from webapp.tracking.stream import notify_on_commit, status_data, stream_append
+from webapp.tracking.stream import notify_team_on_commit, status_data, stream_append
 
 logger = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ def _insert_draft(*, user: User, team_id: int, name: str, cfg: RunConfig) -> Run
     # The draft's creation is the first transition (from None), so the stream starts with it.
     _record_transition(run=run, from_status=None, to=RunStatus.DRAFT, reason=f"created by {user.username}", at=now)
     run.save(update_fields=["stream_pos"])
-    notify_on_commit(run_id=run.pk, team_id=team_id, status_changed=True)
+    notify_team_on_commit(team_id=team_id)
     return run
 
 
@@ -162,7 +162,7 @@ def _transition_locked(*, run: Run, to: str, reason: str, seq: int | None = None
     run.status = to
     run.status_changed_at = now
     run.save(update_fields=["status", "status_changed_at", "stream_pos", "updated_at"])
-    notify_on_commit(run_id=run.pk, team_id=run.team_id, status_changed=True)
+    notify_team_on_commit(team_id=run.team_id)
 
 
 def run_lock(run_id: int) -> Run:

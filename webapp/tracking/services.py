@@ -27,7 +27,7 @@ from webapp.tracking.events import Event, Rejected, parse_event, seq_of
 from webapp.tracking.fastsql import insert_rows
 from webapp.tracking.models import MetricKey, MetricPoint, Sample, StreamItem
 from webapp.tracking.signals import eval_ingested
-from webapp.tracking.stream import notify_on_commit, stream_append
+from webapp.tracking.stream import stream_append
 from webapp.tracking.tiles import ingest_points_sql, refresh_tiles
 
 logger = logging.getLogger(__name__)
@@ -136,9 +136,7 @@ def _ingest_locked(run: Run, events: list[Any], check_text: bool) -> IngestResul
     stored = {e.seq for e in valid} | {seq for seq, _ in rejected if seq is not None}
     run.acked_seq, run.max_seq = _acked(run, stored)
     _save_progress(run, pending)
-    result.acked_seq = run.acked_seq
-    if valid or rejected:
-        notify_on_commit(run_id=run.pk, team_id=run.team_id, status_changed=False)
+    result.acked_seq = run.acked_seq  # (stream_append sent the websocket notice after commit)
     return result
 
 

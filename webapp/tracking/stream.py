@@ -121,13 +121,12 @@ def user_stream_head(*, team_ids: Iterable[int]) -> int:
     return last.first() or 0
 
 
-def notify_on_commit(*, run_id: int, team_id: int, status_changed: bool) -> None:
-    """After the current transaction commits, tell the team's websocket consumers about a status
-    change. (The run's own consumers are told by ``stream_append``, which every stream write goes
-    through; ``run_id`` stays in the signature for callers' clarity.)"""
-    if status_changed:
-        group = team_group(team_id)
-        transaction.on_commit(lambda: _send_notices([group], None))
+def notify_team_on_commit(*, team_id: int) -> None:
+    """After the current transaction commits, tell the team's websocket consumers (``/ws/runs/``)
+    that a run's status changed. The run's own consumers are told by ``stream_append``, which every
+    stream write goes through."""
+    group = team_group(team_id)
+    transaction.on_commit(lambda: _send_notices([group], None))
 
 
 def _send_notices(groups: list[str], carried: list[list[Any]] | None) -> None:
