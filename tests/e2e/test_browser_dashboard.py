@@ -130,22 +130,22 @@ def test_chart_gains_points_while_events_arrive(page: Any, dashboard_server: Das
     page.wait_for_function("n => Number(document.querySelector(\"[data-chart='reward:score'] .chart\").dataset.points) >= n",
                            arg=12)
     # the same number of points the server holds, each step once (catch-up and live do not duplicate)
-    xs = page.evaluate("() => document.querySelector(\"[data-chart='reward:score'] .chart\").data.at(-1).x")
+    xs = page.evaluate("() => document.querySelector(\"[data-chart='reward:score'] .chart\").fipoChart.steps('reward/mean')")
     assert xs == list(range(1, 13))
     assert page.locator("#fig-step").inner_text() == "12"
     # zoom: the chart asks the server again for the visible step range and keeps that range
     with page.expect_response(lambda r: "/metrics?" in r.url and "step_min=3" in r.url and "step_max=8" in r.url):
         page.evaluate("() => Plotly.relayout(document.querySelector(\"[data-chart='reward:score'] .chart\"), {'xaxis.range': [3, 8]})")
-    page.wait_for_function("() => document.querySelector(\"[data-chart='reward:score'] .chart\").data.at(-1).x[0] >= 3")
+    page.wait_for_function("() => document.querySelector(\"[data-chart='reward:score'] .chart\").fipoChart.steps('reward/mean')[0] >= 3")
     dashboard_server.post_events(run["id"], token, metric_events(13, 13))
-    page.wait_for_function("() => document.querySelector(\"[data-chart='reward:score'] .chart\").data.at(-1).x.includes(13)")
+    page.wait_for_function("() => document.querySelector(\"[data-chart='reward:score'] .chart\").fipoChart.steps('reward/mean').includes(13)")
     x_range = page.evaluate("() => document.querySelector(\"[data-chart='reward:score'] .chart\").layout.xaxis.range")
     assert x_range == [3, 8]
     # the catalog grouping is on the page too
     assert page.locator("[data-chart='reward:score'] .group-label").inner_text().lower() == "reward and accuracy"
     # off-screen charts draw their queued points when scrolled into view
     page.evaluate("() => window.scrollTo(0, document.body.scrollHeight)")
-    page.wait_for_function("() => document.querySelector(\"[data-chart='entropy:nats'] .chart\").data.at(-1).x.length === 13")
+    page.wait_for_function("() => document.querySelector(\"[data-chart='entropy:nats'] .chart\").fipoChart.steps('actor/entropy').length === 13")
     page.evaluate("() => window.scrollTo(0, 0)")
     shoot(page, "run", full_page=True)
 
@@ -162,7 +162,7 @@ def test_page_catches_up_after_a_server_restart(page: Any, dashboard_server: Das
     page.wait_for_function("s => document.getElementById('fig-step').innerText === String(s)", arg=last + 3, timeout=60_000)
     page.wait_for_selector("#conn[data-state='live']")
     assert page.evaluate("() => window.__sameDocument") is True          # no reload happened
-    xs = page.evaluate("() => document.querySelector(\"[data-chart='reward:score'] .chart\").data.at(-1).x")
+    xs = page.evaluate("() => document.querySelector(\"[data-chart='reward:score'] .chart\").fipoChart.steps('reward/mean')")
     assert xs[-3:] == [last + 1, last + 2, last + 3] and len(xs) == len(set(xs))
 
 

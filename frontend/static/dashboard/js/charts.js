@@ -17,37 +17,122 @@ export const COLOURS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "
 const BIG = 10000;
 const TRACES_PER_SPEC = 3;  // band upper, band lower (fill), line
 
-// Live points are drawn in cycles, one page-wide cycle at a time: every on-screen chart with queued
-// points draws in the same animation frame, and the next cycle starts no sooner than LIVE_DUTY
-// times the last cycle's duration later (and at least LIVE_MIN_GAP_MS). Plotly redraws a whole
-// chart on each extendTraces (10-40 ms), so a page fed 10 events/s that drew each one would do
-// nothing else, and twenty such pages on one machine would fall seconds behind. Throttled this
-// way a page spends at most 1 / (1 + LIVE_DUTY) of its time on live draws; under load the cycles
-// come further apart and carry more points each, so latency stays bounded instead of growing.
+// Live points take two paths.
+//
+// 1. At the next animation frame they are painted on a <canvas> laid over the plot area, in the
+//    trace's colour, width and markers, continuing the line Plotly drew. That costs well under a
+//    millisecond, where a Plotly redraw (extendTraces, react) costs 10-40 ms: a page fed 10
+//    events/s that redrew each one would do nothing else, and twenty such pages on one machine
+//    fell seconds behind.
+// 2. Later they are merged into the Plotly traces with one extendTraces, which redraws the chart
+//    and clears the overlay. A merge happens when the newest step nears the end of an auto-ranged
+//    step axis or a value leaves the value range (the merge widens the view with invisible
+//    headroom points, see `headroomFor`, so the next points land inside it: the number of merges
+//    grows with the log of the run's length, not with its events), when a series holds
+//    OVERLAY_MAX unmerged points, OVERLAY_MERGE_MS after the first unmerged point, and when the
+//    pointer enters the chart (hover then sees every point).
+//
+// Merges run in page-wide cycles: every chart with a merge queued redraws in the same animation
+// frame, and the next cycle starts no sooner than LIVE_DUTY times the last cycle's duration later
+// (and at least LIVE_MIN_GAP_MS), so under load the merges come further apart and carry more
+// points each instead of falling behind.
 const LIVE_MIN_GAP_MS = 50;
 const LIVE_DUTY = 2;
-const live = { queued: new Set(), timer: null, nextAllowed: 0 };
+const OVERLAY_MERGE_MS = 30000;
+const OVERLAY_MAX = 300;
+const HEADROOM_X = 0.3;        // of the step span, past the newest step
+const HEADROOM_Y = 0.3;        // of the value span, on a side the newest values are near
+const HEADROOM_MIN_STEPS = 10;
+const NEAR_EDGE = 0.1;         // of an axis's span: the newest points this close to an edge make it grow
+const merges = { queued: new Set(), timer: null, nextAllowed: 0 };
+const paints = { queued: new Set(), pending: false };
 
-function requestLiveDraw(chart) {
-  live.queued.add(chart);
-  if (live.timer !== null) return;
-  const wait = Math.max(0, live.nextAllowed - performance.now());
-  // rAF does not fire in a hidden tab: there the points wait on a timer (drawn within ~1 s)
-  const frame = () => (document.hidden ? setTimeout(runLiveDraws, 1000) : requestAnimationFrame(runLiveDraws));
-  live.timer = wait > 0 ? setTimeout(frame, wait) : (frame(), 0);
+// rAF does not fire in a hidden tab: there the work waits on a timer (done within ~1 s)
+const nextFrame = (fn) => (document.hidden ? setTimeout(fn, 1000) : requestAnimationFrame(fn));
+
+function requestMerge(chart, { urgent = false } = {}) {
+  merges.queued.add(chart);
+  if (urgent && merges.timer) { clearTimeout(merges.timer); merges.timer = null; merges.nextAllowed = 0; }
+  if (merges.timer !== null) return;
+  const wait = Math.max(0, merges.nextAllowed - performance.now());
+  merges.timer = wait > 0 ? setTimeout(() => nextFrame(runMerges), wait) : (nextFrame(runMerges), 0);
 }
 
-function runLiveDraws() {
-  const charts = [...live.queued];
-  live.queued.clear();
+function runMerges() {
+  const charts = [...merges.queued];
+  merges.queued.clear();
   const t0 = performance.now();
   for (const chart of charts) {
-    try { chart.flush(); } catch (exc) { console.error("live chart draw failed", exc); }
+    try { chart.merge(); } catch (exc) { console.error("live chart merge failed", exc); }
   }
   const took = performance.now() - t0;
-  live.nextAllowed = performance.now() + Math.min(2000, Math.max(LIVE_MIN_GAP_MS, LIVE_DUTY * took));
-  live.timer = null;
-  if (live.queued.size) requestLiveDraw(live.queued.values().next().value);
+  merges.nextAllowed = performance.now() + Math.min(2000, Math.max(LIVE_MIN_GAP_MS, LIVE_DUTY * took));
+  merges.timer = null;
+  if (merges.queued.size) requestMerge(merges.queued.values().next().value);
+}
+
+function requestPaint(chart) {
+  paints.queued.add(chart);
+  if (paints.pending) return;
+  paints.pending = true;
+  nextFrame(() => {
+    paints.pending = false;
+    const charts = [...paints.queued];
+    paints.queued.clear();
+    for (const chart of charts) {
+      try { chart.flush(); } catch (exc) { console.error("live chart paint failed", exc); }
+    }
+  });
+}
+
+/** Pixel mapping of a linear axis onto a length, or null where the overlay cannot draw. */
+function axisMap(ax, length, flip) {
+  if (!ax || ax.type !== "linear" || !Array.isArray(ax.range)) return null;
+  const r0 = Number(ax.range[0]), r1 = Number(ax.range[1]);
+  if (!Number.isFinite(r0) || !Number.isFinite(r1) || r0 === r1) return null;
+  const k = length / (r1 - r0);
+  return flip ? (v) => length - (v - r0) * k : (v) => (v - r0) * k;
+}
+
+/**
+ * Headroom for new live points on auto-ranged axes, or null while they sit well inside the view.
+ *
+ * Axes grow ahead of time: once the newest points come within NEAR_EDGE of an edge (the end of
+ * the step axis, either end of the value axis), the next merge moves that edge out by HEADROOM_X
+ * or HEADROOM_Y of the span while the points are still painted on the overlay. Only points that
+ * have already left the view (a value jumping past the range) are `hidden`: they show when the
+ * merge lands. Every edge the newest points are near grows in the same merge, so a metric that
+ * trends along the steps widens both axes at once. Headroom exceeds NEAR_EDGE, so a merge never
+ * leaves the newest point near an edge; a noisy metric stops growing its range after a merge or
+ * two.
+ */
+export function headroomFor(xRange, yRange, xs, ys, { xAuto = true, yAuto = true } = {}) {
+  let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
+  for (let k = 0; k < xs.length; k++) {
+    if (!Number.isFinite(ys[k])) continue;
+    x0 = Math.min(x0, xs[k]); x1 = Math.max(x1, xs[k]);
+    y0 = Math.min(y0, ys[k]); y1 = Math.max(y1, ys[k]);
+  }
+  if (x1 === -Infinity) return null;
+  const [rx0, rx1] = [Math.min(...xRange), Math.max(...xRange)];
+  const [ry0, ry1] = [Math.min(...yRange), Math.max(...yRange)];
+  const hidden = (xAuto && (x1 > rx1 || x0 < rx0)) || (yAuto && (y1 > ry1 || y0 < ry0));
+  const growX = xAuto && x1 > rx1 - NEAR_EDGE * (rx1 - rx0);
+  const growHi = yAuto && y1 > ry1 - NEAR_EDGE * (ry1 - ry0);
+  const growLo = yAuto && y0 < ry0 + NEAR_EDGE * (ry1 - ry0);
+  if (!hidden && !growX && !growHi && !growLo) return null;
+  const lx = Math.min(rx0, x0), hx = Math.max(rx1, x1);
+  const ly = Math.min(ry0, y0), hy = Math.max(ry1, y1);
+  const ySpan = hy - ly || Math.abs(hy) || 1;
+  const x = growX ? x1 + Math.max(HEADROOM_MIN_STEPS, HEADROOM_X * (hx - lx)) : x1;
+  return { x: [x, x], y: [growHi ? hy + HEADROOM_Y * ySpan : y1, growLo ? ly - HEADROOM_Y * ySpan : y0], hidden };
+}
+
+/** One pair of headroom points covering two requests (both may arrive before a merge runs). */
+function widerHead(a, b) {
+  if (!a) return b;
+  const x = Math.max(a.x[0], b.x[0]);
+  return { x: [x, x], y: [Math.max(a.y[0], b.y[0]), Math.min(a.y[1], b.y[1])], hidden: a.hidden || b.hidden };
 }
 
 function hexToRgba(hex, a) {
@@ -69,16 +154,21 @@ export class SeriesChart {
    */
   constructor(el, { specs, yTitle = "", maxPoints = null }) {
     this.el = el;
-    this.specs = specs.map((s, i) => ({ ...s, colour: s.colour || COLOURS[i % COLOURS.length], lastStep: -Infinity, band: false, n: 0 }));
+    this.specs = specs.map((s, i) => ({ ...s, colour: s.colour || COLOURS[i % COLOURS.length], lastStep: -Infinity, band: false, n: 0,
+      overlay: { x: [], y: [] } }));
     this.yTitle = yTitle;
     this.maxPoints = maxPoints || Math.max(300, Math.min(2000, Math.round((el.clientWidth || 600) * 1.5)));
-    this.pending = new Map();   // spec index -> {x: [], y: []}
+    this.pending = new Map();   // spec index -> {x: [], y: []}: arrived, not painted yet
     this.flushScheduled = false;
     this.range = null;          // [stepMin, stepMax] while zoomed
     this.loadSeq = 0;
     this.ready = false;
     this.type = "scatter";
     this.streamPos = null;
+    this.live = false;          // has received live points: reloads keep headroom past the newest step
+    this.head = null;           // headroom points for the next merge
+    this.mergeTimer = null;
+    this.canvas = null;
     // Off-screen charts keep their live points queued and draw them when scrolled into view:
     // with a dozen charts on a page, only the visible ones spend CPU on every event.
     this.visible = true;
@@ -90,17 +180,35 @@ export class SeriesChart {
       }, { rootMargin: "0px" });
       this.observer.observe(el);
     }
+    el.fipoChart = this;        // for tests and the console: el.fipoChart.steps(key)
+    // hover reads Plotly's traces: give it every point before it looks
+    el.addEventListener("pointerenter", () => { if (this.overlaid()) this.merge(); });
   }
 
-  /** Queue this chart for the page's next live-draw cycle (see `requestLiveDraw`). */
+  /** Paint this chart's arrived points at the next animation frame (see `requestPaint`). */
   scheduleFlush() {
     if (this.flushScheduled || !this.visible) return;
     this.flushScheduled = true;
-    requestLiveDraw(this);
+    requestPaint(this);
   }
 
   specIndex(run, key) {
     return this.specs.findIndex((s) => s.run === run && s.key === key);
+  }
+
+  headIndex() {
+    return TRACES_PER_SPEC * this.specs.length;
+  }
+
+  /** Steps shown for a key (of the first run holding it): those in the Plotly trace, then the overlay's. */
+  steps(key) {
+    const i = this.specs.findIndex((s) => s.key === key);
+    if (i < 0 || !this.el.data) return [];
+    return [...this.el.data[TRACES_PER_SPEC * i + 2].x, ...this.specs[i].overlay.x];
+  }
+
+  overlaid() {
+    return this.specs.some((s) => s.overlay.x.length);
   }
 
   /** Load (or reload for the current zoom) and draw. Returns the smallest stream_pos seen. */
@@ -128,6 +236,7 @@ export class SeriesChart {
 
   traces(data) {
     const out = [];
+    let x0 = Infinity, x1 = -Infinity, y0 = Infinity, y1 = -Infinity;
     for (const s of this.specs) {
       const d = data.get(`${s.run}\u0000${s.key}`) || { step: [], value: [] };
       const steps = d.step || [], values = d.value || [];
@@ -135,6 +244,12 @@ export class SeriesChart {
       s.n = steps.length;
       if (!this.range) s.lastStep = steps.length ? steps[steps.length - 1] : -Infinity;
       else s.lastStep = Math.max(s.lastStep, steps.length ? steps[steps.length - 1] : -Infinity);
+      // the snapshot holds these already
+      const o = s.overlay;
+      const keep = o.x.findIndex((x) => x > s.lastStep);
+      s.overlay = keep < 0 ? { x: [], y: [] } : { x: o.x.slice(keep), y: o.y.slice(keep) };
+      if (steps.length) { x0 = Math.min(x0, steps[0]); x1 = Math.max(x1, steps[steps.length - 1]); }
+      for (const v of values) if (Number.isFinite(v)) { y0 = Math.min(y0, v); y1 = Math.max(y1, v); }
       const common = { type: this.type, mode: "lines", legendgroup: `${s.run}:${s.key}`, hoverinfo: "skip", showlegend: false,
         line: { width: 0, color: s.colour } };
       out.push({ ...common, x: s.band ? steps.slice() : [], y: s.band ? d.max.slice() : [], name: `${s.name} max` });
@@ -144,6 +259,16 @@ export class SeriesChart {
         name: s.name, legendgroup: `${s.run}:${s.key}`, line: { width: 1.8, color: s.colour }, marker: { size: 4 },
         hovertemplate: `${s.name}<br>step %{x}: %{y:.4g}<extra></extra>` });
     }
+    // Invisible points that widen the auto-range past the newest step of a live run, so that the
+    // next live points land inside the view and are painted on the overlay without a redraw.
+    const head = { x: [], y: [] };
+    if (this.live && x1 > -Infinity && y1 > -Infinity) {
+      const x = x1 + Math.max(HEADROOM_MIN_STEPS, HEADROOM_X * (x1 - x0));
+      head.x.push(x, x); head.y.push(y1, y0);
+    }
+    // (an invisible line, not markers: markers would make Plotly pad the step axis on both sides)
+    out.push({ type: this.type, mode: "lines", x: head.x, y: head.y, name: "headroom", showlegend: false, hoverinfo: "skip",
+      line: { width: 0 } });
     return out;
   }
 
@@ -166,11 +291,19 @@ export class SeriesChart {
     if (!this.ready) {
       Plotly.newPlot(this.el, this.traces(data), this.layout(), config);
       this.el.on("plotly_relayout", (ev) => this.onRelayout(ev));
+      // every redraw (ours, a zoom, a resize) moves the axes: repaint the overlay on the new ones
+      this.el.on("plotly_afterplot", () => this.paintOverlay());
+      this.el.on("plotly_relayouting", () => this.clearOverlay());
       this.ready = true;
     } else {
       Plotly.react(this.el, this.traces(data), this.layout(), config);
     }
-    this.el.dataset.points = String(this.specs.reduce((a, s) => a + s.n, 0));
+    this.paintOverlay();
+    this.countPoints();
+  }
+
+  countPoints() {
+    this.el.dataset.points = String(this.specs.reduce((a, s) => a + s.n + s.overlay.x.length, 0));
   }
 
   onRelayout(ev) {
@@ -183,7 +316,7 @@ export class SeriesChart {
     this.load();
   }
 
-  /** Queue a live point; drawn at the next animation frame together with every other queued point. */
+  /** Queue a live point; painted at the next animation frame together with every other queued point. */
   append(run, step, values) {
     this.specs.forEach((s, i) => {
       const v = values[s.key];
@@ -194,26 +327,136 @@ export class SeriesChart {
       p.x.push(step);
       p.y.push(v === null ? NaN : v);
     });
-    if (this.pending.size) this.scheduleFlush();
+    if (this.pending.size) { this.live = true; this.scheduleFlush(); }
   }
 
+  /** Move the arrived points onto the overlay and paint it; queue a merge where the view must grow. */
   flush() {
     this.flushScheduled = false;
     if (!this.ready || !this.pending.size) return;
-    const x = [], y = [], idx = [];
-    const drawn = [];
+    const fl = this.el._fullLayout;
+    const xs = [], ys = [];
     for (const [i, p] of this.pending) {
-      const s = this.specs[i];
-      if (s.band) { x.push(p.x, p.x.slice()); y.push(p.y, p.y.slice()); idx.push(TRACES_PER_SPEC * i, TRACES_PER_SPEC * i + 1); }
-      x.push(p.x); y.push(p.y); idx.push(TRACES_PER_SPEC * i + 2);
-      s.n += p.x.length;
-      drawn.push([s.key, p.x[p.x.length - 1]]);
+      const o = this.specs[i].overlay;
+      o.x.push(...p.x); o.y.push(...p.y);
+      xs.push(...p.x); ys.push(...p.y);
     }
+    const arrived = [...this.pending].map(([i, p]) => [this.specs[i], p.x[p.x.length - 1]]);
     this.pending.clear();
+    const xa = fl && fl.xaxis, ya = fl && fl.yaxis;
+    const head = xa && ya ? headroomFor(xa.range, ya.range, xs, ys, { xAuto: xa.autorange === true, yAuto: ya.autorange === true }) : null;
+    const painted = this.paintOverlay();
+    this.countPoints();
+    if (head) { this.head = widerHead(this.head, head); requestMerge(this, { urgent: head.hidden }); }
+    // Points the view cannot show yet appear when the merge lands; for those (rare: a value jumping
+    // past the range) the merge skips the wait between cycles. Where the overlay cannot paint at all
+    // (no layout yet) every point waits for a merge, paced like any other.
+    if (!painted) requestMerge(this);
+    if (!painted || (head && head.hidden)) return;
+    logDraws(arrived, "overlay");
+    if (this.specs.some((s) => s.overlay.x.length >= OVERLAY_MAX)) requestMerge(this);
+    else if (this.mergeTimer === null) this.mergeTimer = setTimeout(() => { this.mergeTimer = null; requestMerge(this); }, OVERLAY_MERGE_MS);
+  }
+
+  /** Hand the overlay's points (and any headroom) to Plotly in one extendTraces: one redraw. */
+  merge() {
+    clearTimeout(this.mergeTimer);
+    this.mergeTimer = null;
+    if (!this.ready) return;
+    if (!this.visible && !this.head) return;   // scrolled away: merged when it is next painted
+    const x = [], y = [], idx = [], arrived = [];
+    this.specs.forEach((s, i) => {
+      const o = s.overlay;
+      if (!o.x.length) return;
+      if (s.band) { x.push(o.x, o.x.slice()); y.push(o.y, o.y.slice()); idx.push(TRACES_PER_SPEC * i, TRACES_PER_SPEC * i + 1); }
+      x.push(o.x); y.push(o.y); idx.push(TRACES_PER_SPEC * i + 2);
+      s.n += o.x.length;
+      arrived.push([s, o.x[o.x.length - 1]]);
+      s.overlay = { x: [], y: [] };
+    });
+    if (this.head) { x.push(this.head.x); y.push(this.head.y); idx.push(this.headIndex()); this.head = null; }
+    if (!idx.length) return;
     Plotly.extendTraces(this.el, { x, y }, idx);
-    this.el.dataset.points = String(this.specs.reduce((a, s) => a + s.n, 0));
-    if (window.__fipoDrawLog) { const t = Date.now(); for (const [k, st] of drawn) window.__fipoDrawLog.push([k, st, t]); }
+    if (window.__fipoDrawLog) window.__fipoMerges = (window.__fipoMerges || 0) + 1;   // bench probe
+    this.paintOverlay();
+    this.countPoints();
+    logDraws(arrived, "merge");
     // after many live points, re-bucket on the server so the browser keeps drawing ~maxPoints
     if (!this.range && this.specs.some((s) => s.n > 4 * this.maxPoints)) this.load();
+  }
+
+  clearOverlay() {
+    if (this.canvas) this.canvas.getContext("2d").clearRect(0, 0, this.canvas.width, this.canvas.height);
+  }
+
+  /**
+   * Paint the unmerged points over the plot area on the current axes, each series continuing
+   * from the last point of its Plotly line. Returns false where it cannot (no layout yet, an
+   * axis that is not linear): the caller merges instead.
+   */
+  paintOverlay() {
+    const fl = this.el._fullLayout;
+    const host = this.el.querySelector(".svg-container");
+    if (!fl || !fl._size || !host) return false;
+    const { l, t, w, h } = fl._size;
+    const px = axisMap(fl.xaxis, w, false), py = axisMap(fl.yaxis, h, true);
+    if (!px || !py) return false;
+    if (!this.overlaid()) { this.clearOverlay(); return true; }
+    let cv = this.canvas;
+    if (!cv || cv.parentNode !== host) {
+      cv = this.canvas = document.createElement("canvas");
+      cv.className = "live-overlay";
+      cv.setAttribute("aria-hidden", "true");
+      host.append(cv);
+    }
+    const dpr = window.devicePixelRatio || 1;
+    const cw = Math.max(1, Math.round(w * dpr)), ch = Math.max(1, Math.round(h * dpr));
+    if (cv.width !== cw || cv.height !== ch) { cv.width = cw; cv.height = ch; }
+    Object.assign(cv.style, { left: `${l}px`, top: `${t}px`, width: `${w}px`, height: `${h}px` });
+    const ctx = cv.getContext("2d");
+    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+    ctx.clearRect(0, 0, w, h);
+    const data = this.el.data || [], full = this.el._fullData || [];
+    this.specs.forEach((s, i) => {
+      const o = s.overlay;
+      const line = data[TRACES_PER_SPEC * i + 2];
+      const shown = full[TRACES_PER_SPEC * i + 2];
+      if (!o.x.length || !line || (shown && shown.visible !== true)) return;
+      ctx.strokeStyle = s.colour;
+      ctx.fillStyle = s.colour;
+      ctx.lineWidth = 1.8;
+      ctx.lineJoin = "round";
+      ctx.beginPath();
+      let pen = false;
+      const n = line.x.length;
+      if (n && Number.isFinite(line.y[n - 1])) { ctx.moveTo(px(line.x[n - 1]), py(line.y[n - 1])); pen = true; }
+      for (let k = 0; k < o.x.length; k++) {
+        if (!Number.isFinite(o.y[k])) { pen = false; continue; }
+        const X = px(o.x[k]), Y = py(o.y[k]);
+        if (pen) ctx.lineTo(X, Y); else ctx.moveTo(X, Y);
+        pen = true;
+      }
+      ctx.stroke();
+      if (String(line.mode || "").includes("markers")) {
+        for (let k = 0; k < o.x.length; k++) {
+          if (!Number.isFinite(o.y[k])) continue;
+          ctx.beginPath();
+          ctx.arc(px(o.x[k]), py(o.y[k]), 2, 0, 2 * Math.PI);
+          ctx.fill();
+        }
+      }
+    });
+    return true;
+  }
+}
+
+/** Bench probe (bench/browser_latency.py): when each series' newest point became visible. */
+function logDraws(arrived, via) {
+  if (!window.__fipoDrawLog) return;
+  const t = Date.now();
+  for (const [s, step] of arrived) {
+    if (step <= (s.shownStep ?? -Infinity)) continue;   // painted on the overlay already
+    s.shownStep = step;
+    window.__fipoDrawLog.push([s.key, step, t, via]);
   }
 }
