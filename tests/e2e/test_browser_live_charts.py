@@ -69,7 +69,7 @@ def test_headroom_rules(page: Any) -> None:
     assert out["nearBottom"]["y"][1] == pytest.approx(0 - 0.3 * 1)
     assert out["nan"] is None                                        # a NaN value draws nothing
     assert out["zoomed"] is None                                     # a user's zoom is kept
-    assert out["early"]["x"][0] == 26 and out["early"]["hidden"] is True   # at least 20 steps of room
+    assert out["early"]["x"][0] == 16 and out["early"]["hidden"] is True   # at least 10 steps of room
     assert out["again"] is None and out["againTop"] is None
 
 
