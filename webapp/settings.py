@@ -147,9 +147,9 @@ TEMPLATES = [
 
 # ---------------------------------------------------------------------------------- database
 DATABASES = {
-    "default": dj_database_url.config(
-        env="DATABASE_URL",
-        default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}",
+    # parse(_env(...)), not config(): an empty DATABASE_URL means unset here as everywhere else
+    "default": dj_database_url.parse(
+        _env("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
         conn_max_age=_env_int("DATABASE_CONN_MAX_AGE", 0),
         conn_health_checks=True,
     )

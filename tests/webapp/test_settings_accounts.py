@@ -53,6 +53,15 @@ def test_embedded_default_needs_no_services(load: Any, tmp_path: Path) -> None:
     assert s["CELERY_TASK_SERIALIZER"] == "json" and s["CELERY_TASK_TIME_LIMIT"] > s["CELERY_TASK_SOFT_TIME_LIMIT"]
 
 
+def test_empty_service_urls_mean_the_embedded_default(load: Any, tmp_path: Path) -> None:
+    """`DATABASE_URL=` (as an .env template or `env DATABASE_URL= make run` leaves it) is unset, like
+    every other variable: it used to crash the settings with KeyError: 'ENGINE'."""
+    s = load(DATABASE_URL="", REDIS_URL="")
+    assert s["DATABASES"]["default"]["ENGINE"] == "django.db.backends.sqlite3"
+    assert s["DATABASES"]["default"]["NAME"] == str(tmp_path / "var" / "db.sqlite3")
+    assert s["CHANNEL_LAYERS"]["default"]["BACKEND"] == "channels.layers.InMemoryChannelLayer"
+
+
 def test_services_are_used_when_their_urls_are_set(load: Any) -> None:
     s = load(DATABASE_URL="postgres://u@db.example:5432/fipo", REDIS_URL="redis://cache.example:6379/2",
              FIPO_SERVER_URL="http://web.example/")
