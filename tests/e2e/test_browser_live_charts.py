@@ -48,7 +48,9 @@ def test_headroom_rules(page: Any) -> None:
         inside: r([0, 100], [0, 1], [50], [0.5]),
         nearEnd: r([0, 100], [0, 1], [95], [0.5]),
         pastTop: r([0, 100], [0, 1], [50], [1.2]),
-        nearBottom: r([0, 100], [0, 1], [50], [0.05]),
+        nearBottom: r([0, 100], [-1, 1], [50], [-0.9]),
+        nearZero: r([0, 100], [-0.5, 30], [50], [0.2]),
+        pastBottom: r([0, 100], [10, 30], [50], [5]),
         nan: r([0, 100], [0, 1], [150], [NaN]),
         zoomed: r([0, 100], [0, 1], [150], [2], { xAuto: false, yAuto: false }),
         early: r([1, 5], [0.1, 0.5], [6], [0.3]),
@@ -66,7 +68,9 @@ def test_headroom_rules(page: Any) -> None:
     assert out["pastTop"]["hidden"] is True                          # shown only when the merge lands
     assert out["pastTop"]["y"][0] == pytest.approx(1.2 + 0.3 * 1.2)  # top edge moved past the new value
     assert out["pastTop"]["x"][0] == 50                              # the step axis is left alone
-    assert out["nearBottom"]["y"][1] == pytest.approx(0 - 0.3 * 1)
+    assert out["nearBottom"]["y"][1] == pytest.approx(-1 - 0.3 * 2)
+    assert out["nearZero"] is None                                   # non-negative values: no room below 0
+    assert out["pastBottom"]["hidden"] is True and out["pastBottom"]["y"][1] == 0
     assert out["nan"] is None                                        # a NaN value draws nothing
     assert out["zoomed"] is None                                     # a user's zoom is kept
     assert out["early"]["x"][0] == 16 and out["early"]["hidden"] is True   # at least 10 steps of room

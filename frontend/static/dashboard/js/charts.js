@@ -116,16 +116,18 @@ export function headroomFor(xRange, yRange, xs, ys, { xAuto = true, yAuto = true
   if (x1 === -Infinity) return null;
   const [rx0, rx1] = [Math.min(...xRange), Math.max(...xRange)];
   const [ry0, ry1] = [Math.min(...yRange), Math.max(...yRange)];
-  const hidden = (xAuto && (x1 > rx1 || x0 < rx0)) || (yAuto && (y1 > ry1 || y0 < ry0));
-  const growX = xAuto && x1 > rx1 - NEAR_EDGE * (rx1 - rx0);
-  const growHi = yAuto && y1 > ry1 - NEAR_EDGE * (ry1 - ry0);
-  const growLo = yAuto && y0 < ry0 + NEAR_EDGE * (ry1 - ry0);
-  if (!hidden && !growX && !growHi && !growLo) return null;
   const lx = Math.min(rx0, x0), hx = Math.max(rx1, x1);
   const ly = Math.min(ry0, y0), hy = Math.max(ry1, y1);
   const ySpan = hy - ly || Math.abs(hy) || 1;
+  // non-negative values (lengths, rates, norms) get no room below zero
+  const bottom = y0 >= 0 ? Math.max(0, ly - HEADROOM_Y * ySpan) : ly - HEADROOM_Y * ySpan;
+  const hidden = (xAuto && (x1 > rx1 || x0 < rx0)) || (yAuto && (y1 > ry1 || y0 < ry0));
+  const growX = xAuto && x1 > rx1 - NEAR_EDGE * (rx1 - rx0);
+  const growHi = yAuto && y1 > ry1 - NEAR_EDGE * (ry1 - ry0);
+  const growLo = yAuto && y0 < ry0 + NEAR_EDGE * (ry1 - ry0) && bottom < ry0;
+  if (!hidden && !growX && !growHi && !growLo) return null;
   const x = growX ? x1 + Math.max(HEADROOM_MIN_STEPS, HEADROOM_X * (hx - lx)) : x1;
-  return { x: [x, x], y: [growHi ? hy + HEADROOM_Y * ySpan : y1, growLo ? ly - HEADROOM_Y * ySpan : y0], hidden };
+  return { x: [x, x], y: [growHi ? hy + HEADROOM_Y * ySpan : y1, growLo ? bottom : y0], hidden };
 }
 
 /** One pair of headroom points covering two requests (both may arrive before a merge runs). */
