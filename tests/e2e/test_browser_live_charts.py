@@ -38,6 +38,19 @@ def chart_state(page: Any) -> dict[str, Any]:
     }}""")
 
 
+def open_running_run(page: Any, server: DashboardServer, name: str, steps: int) -> tuple[dict[str, Any], str]:
+    """A running run with `steps` reward points, its page open and live, the reward chart in view."""
+    run = server.create_run(name)
+    token = server.start_runs(run["id"])[run["id"]]
+    server.post_events(run["id"], token, [{"type": "status", "state": "running", "message": "go"},
+                                          *reward_events(1, steps)])
+    page.goto(f"/runs/{run['id']}/")
+    page.wait_for_function("() => document.body.dataset.chartsReady")
+    page.wait_for_selector("#conn[data-state='live']")
+    page.locator(CHART).scroll_into_view_if_needed()
+    return run, token
+
+
 def test_headroom_rules(page: Any) -> None:
     """`headroomFor`, the pure rule deciding when live points need a Plotly merge and how far the view grows."""
     page.goto("/runs/")
@@ -78,14 +91,7 @@ def test_headroom_rules(page: Any) -> None:
 
 
 def test_live_points_paint_where_plotly_draws_them_then_merge(page: Any, dashboard_server: DashboardServer) -> None:
-    run = dashboard_server.create_run("overlay")
-    token = dashboard_server.start_runs(run["id"])[run["id"]]
-    dashboard_server.post_events(run["id"], token, [{"type": "status", "state": "running", "message": "go"},
-                                                    *reward_events(1, 80)])
-    page.goto(f"/runs/{run['id']}/")
-    page.wait_for_function("() => document.body.dataset.chartsReady")
-    page.wait_for_selector("#conn[data-state='live']")
-    page.locator(CHART).scroll_into_view_if_needed()
+    run, token = open_running_run(page, dashboard_server, "overlay", steps=80)
     before = chart_state(page)
     assert before["plotly"] == list(range(1, 81)) and before["xRange"][1] == pytest.approx(80)   # finished data: tight
 
@@ -109,12 +115,12 @@ def test_live_points_paint_where_plotly_draws_them_then_merge(page: Any, dashboa
       const cv = document.querySelector("[data-chart='reward:score'] .live-overlay"), dpr = window.devicePixelRatio || 1;
       const d = cv.getContext("2d").getImageData(Math.round(px * dpr) - 1, Math.round(py * dpr) - 1, 3, 3).data;
       const out = []; for (let i = 0; i < d.length; i += 4) out.push([d[i], d[i + 1], d[i + 2], d[i + 3]]);
-      return { at: out, blank: cv.getContext("2d").getImageData(2, 2, 3, 3).data.some((v) => v !== 0) };
+      return { at: out, corner: cv.getContext("2d").getImageData(2, 2, 3, 3).data.some((v) => v !== 0) };
     }""", [px, py])
     solid = [p for p in pixels["at"] if p[3] > 200]
     assert solid, f"nothing painted at ({px:.1f}, {py:.1f}): {pixels['at']}"
     assert all(abs(c - b) <= 40 for p in solid for c, b in zip(p[:3], BLUE, strict=True))
-    assert pixels["blank"] is False                                   # and nothing far from the line
+    assert pixels["corner"] is False                                  # and nothing far from the line
 
     # hover needs Plotly's traces: the pointer entering the chart merges the overlay into them
     page.hover(CHART)
@@ -124,14 +130,7 @@ def test_live_points_paint_where_plotly_draws_them_then_merge(page: Any, dashboa
 
 
 def test_a_value_leaving_the_range_grows_the_value_axis(page: Any, dashboard_server: DashboardServer) -> None:
-    run = dashboard_server.create_run("overlay jump")
-    token = dashboard_server.start_runs(run["id"])[run["id"]]
-    dashboard_server.post_events(run["id"], token, [{"type": "status", "state": "running", "message": "go"},
-                                                    *reward_events(1, 40)])
-    page.goto(f"/runs/{run['id']}/")
-    page.wait_for_function("() => document.body.dataset.chartsReady")
-    page.wait_for_selector("#conn[data-state='live']")
-    page.locator(CHART).scroll_into_view_if_needed()
+    run, token = open_running_run(page, dashboard_server, "overlay jump", steps=40)
     dashboard_server.post_events(run["id"], token, reward_events(41, 41, value=lambda s: 3.0))
     page.wait_for_function(f"() => document.querySelector(\"{CHART}\").data[2].x.includes(41)")
     state = chart_state(page)
@@ -143,11 +142,6 @@ def test_a_value_leaving_the_range_grows_the_value_axis(page: Any, dashboard_ser
 def test_an_idle_run_page_runs_no_animation(page: Any, dashboard_server: DashboardServer) -> None:
     """An infinite CSS animation (the old pulsing "running" dot) makes the compositor draw 60 frames a
     second for as long as the page is open: 8% of a core per page in headless Chromium."""
-    run = dashboard_server.create_run("idle page")
-    token = dashboard_server.start_runs(run["id"])[run["id"]]
-    dashboard_server.post_events(run["id"], token, [{"type": "status", "state": "running", "message": "go"},
-                                                    *reward_events(1, 5)])
-    page.goto(f"/runs/{run['id']}/")
-    page.wait_for_function("() => document.body.dataset.chartsReady")
+    open_running_run(page, dashboard_server, "idle page", steps=5)
     page.wait_for_selector("#run-status .status.running")
     assert page.evaluate("() => document.getAnimations().filter((a) => a.playState === 'running').length") == 0
