@@ -9,10 +9,13 @@ path in window.__fipoDrawLog; browser and bench share the clock).
 Twenty viewers are measured two ways:
 - "browsers": each page in its own Chromium, as twenty people each watching the run in their own
   focused window would have it. This is the issue's scenario.
-- "tabs": all twenty pages in one Chromium. Only the last opened window has focus; under CPU
-  contention Chromium runs the others' renderers at a lower priority (nice 5) and gives them
-  animation frames far less often (measured: ~150 ms apart at the median and ~1 s at p95, against
-  16 ms for the focused one), so their points wait for a frame that a watched window would get.
+- "tabs": all twenty pages in one Chromium. Only the last opened window has focus, and headless
+  Chromium serves an animation-frame request of an unfocused window late, on a blank page at no
+  load as well (the control below: p95 ~0.9 s, against ~1 ms for a focused window). Points there
+  wait for a frame that a watched window would get at once.
+
+Control, printed first: requestAnimationFrame delay on 3 blank pages (a frame requested every
+100 ms for 5 s), as 3 browsers and as 3 tabs of one browser. It involves none of our code.
 
 Reported: p50/p95/max over events x pages, the websocket arrival times, how many points showed
 only when merged, and the CPU time each side spent per event (all Chromium processes; the web
@@ -72,6 +75,23 @@ def viewer_context(server: DashboardServer, browser: Any) -> Any:
     ctx.add_cookies(server.login_cookie("alice"))
     ctx.add_init_script("window.__fipoDrawLog = []; window.__fipoRecvLog = [];")
     return ctx
+
+
+def frame_delay_control(pw: Any, layout: str, n_pages: int = 3, seconds: float = 5.0) -> list[float]:
+    """requestAnimationFrame delays (ms) on blank pages: how soon the browser gives a window a frame."""
+    browsers = [launch_chromium(pw) for _ in range(n_pages if layout == "browsers" else 1)]
+    contexts = [b.new_context() for b in browsers]   # one context per browser, as in `measure`
+    pages = [contexts[i % len(contexts)].new_page() for i in range(n_pages)]
+    for pg in pages:
+        pg.set_content("<p id=x>frame</p>")
+        pg.evaluate("""() => { window.__delays = []; setInterval(() => { const t = performance.now();
+          requestAnimationFrame(() => { window.__delays.push(performance.now() - t);
+            document.getElementById("x").textContent = String(t); }); }, 100); }""")
+    time.sleep(seconds)
+    delays = [d for pg in pages for d in pg.evaluate("() => window.__delays")]
+    for b in browsers:
+        b.close()
+    return delays
 
 
 def measure(server: DashboardServer, pw: Any, *, n_pages: int, n_events: int, interval: float,
@@ -203,6 +223,14 @@ def main() -> None:
         sys.exit(f"cannot run: {reason}")
     from playwright.sync_api import sync_playwright
 
+    with sync_playwright() as pw:
+        control = {layout: frame_delay_control(pw, layout) for layout in ("browsers", "tabs")}
+    print("\ncontrol: requestAnimationFrame delay on 3 blank pages (no server, none of our code)\n")
+    print("| layout | frames | p50 ms | p95 ms | max ms |")
+    print("|---|---|---|---|---|")
+    for layout, delays in control.items():
+        print(f"| 3 {layout} | {len(delays)} | {percentile(delays, 50):.0f} | {percentile(delays, 95):.0f} | "
+              f"{max(delays):.0f} |")
     with tempfile.TemporaryDirectory() as tmp, running_dashboard(Path(tmp), tag="bench_latency") as server, \
             sync_playwright() as pw:
         raw = measure_raw_websockets(server, n_clients=args.pages, n_events=args.events, interval=args.interval)

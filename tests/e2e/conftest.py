@@ -62,8 +62,8 @@ def browser_skip_reason() -> str | None:
     return None
 
 
-def launch_chromium(playwright: Any, extra_args: tuple[str, ...] = ()) -> Any:
-    return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=[*CHROMIUM_ARGS, *extra_args])
+def launch_chromium(playwright: Any) -> Any:
+    return playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
 
 
 @dataclass

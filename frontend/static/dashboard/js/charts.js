@@ -379,7 +379,6 @@ export class SeriesChart {
     if (this.head) { x.push(this.head.x); y.push(this.head.y); idx.push(this.headIndex()); this.head = null; }
     if (!idx.length) return;
     Plotly.extendTraces(this.el, { x, y }, idx);
-    if (window.__fipoDrawLog) window.__fipoMerges = (window.__fipoMerges || 0) + 1;   // bench probe
     this.paintOverlay();
     this.countPoints();
     logDraws(arrived, "merge");
