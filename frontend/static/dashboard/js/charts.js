@@ -126,8 +126,13 @@ export function headroomFor(xRange, yRange, xs, ys, { xAuto = true, yAuto = true
   const growHi = yAuto && y1 > ry1 - NEAR_EDGE * (ry1 - ry0);
   const growLo = yAuto && y0 < ry0 + NEAR_EDGE * (ry1 - ry0) && bottom < ry0;
   if (!hidden && !growX && !growHi && !growLo) return null;
-  const x = growX ? x1 + Math.max(HEADROOM_MIN_STEPS, HEADROOM_X * (hx - lx)) : x1;
+  const x = growX ? x1 + stepRoom(hx - lx) : x1;
   return { x: [x, x], y: [growHi ? hy + HEADROOM_Y * ySpan : y1, growLo ? bottom : y0], hidden };
+}
+
+/** How far past the newest step the step axis reaches, for a step span of `span`. */
+function stepRoom(span) {
+  return Math.max(HEADROOM_MIN_STEPS, HEADROOM_X * span);
 }
 
 /** One pair of headroom points covering two requests (both may arrive before a merge runs). */
@@ -265,7 +270,7 @@ export class SeriesChart {
     // next live points land inside the view and are painted on the overlay without a redraw.
     const head = { x: [], y: [] };
     if (this.live && x1 > -Infinity && y1 > -Infinity) {
-      const x = x1 + Math.max(HEADROOM_MIN_STEPS, HEADROOM_X * (x1 - x0));
+      const x = x1 + stepRoom(x1 - x0);
       head.x.push(x, x); head.y.push(y1, y0);
     }
     // (an invisible line, not markers: markers would make Plotly pad the step axis on both sides)
