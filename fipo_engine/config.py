@@ -118,10 +118,12 @@ class ModelConfig(_Frozen):
 class DataConfig(_Frozen):
     """Training and evaluation prompts. Nothing is downloaded: tasks are generated or read from files."""
 
-    source: Literal["reasoning_gym", "file", "champ"] = Field(
+    source: Literal["reasoning_gym", "file", "champ", "chain_sum"] = Field(
         "reasoning_gym",
         description="reasoning_gym: a procedural task generator; file: JSONL/Parquet given by path (DAPO-Math "
-        "layout or problem/answer columns); champ: the 270 CHAMP competition problems.",
+        "layout or problem/answer columns); champ: the 270 CHAMP competition problems; chain_sum: built-in "
+        "sums of single digits where writing running totals pays (task_kwargs: min_terms, max_terms, "
+        "min_value, max_value, modulus, solution_mix).",
     )
     task: str = Field("basic_arithmetic", description="reasoning-gym task name (source=reasoning_gym).")
     task_kwargs: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments for the task generator.")
@@ -140,6 +142,16 @@ class DataConfig(_Frozen):
     def _path_for_file(self) -> DataConfig:
         if self.source == "file" and not self.path:
             raise ValueError("data.path is required when data.source is 'file'")
+        if self.source == "chain_sum":
+            from fipo_engine.data.chain_sum import ChainSumTask
+
+            try:
+                ChainSumTask.model_validate(self.task_kwargs)
+            except ValidationError as exc:
+                first = exc.errors()[0]
+                where = ".".join(str(p) for p in first["loc"])
+                raise ValueError(f"task_kwargs{'.' + where if where else ''}: "
+                                 f"{first['msg'].removeprefix('Value error, ')}") from None
         return self
 
 
@@ -344,6 +356,29 @@ def _cpu_demo() -> dict[str, Any]:
     }
 
 
+def _cot_demo() -> dict[str, Any]:
+    """FIPO's headline in miniature: on ``chain_sum`` a longer chain of thought is right more often.
+
+    The warm start leaves a tiny model answering mostly in one line (often wrong); the reward is only
+    the last line's correctness, so responses grow because the line-by-line chains pay.
+    """
+    return {
+        "model": {"source": "tiny", "tiny": {"hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+                                            "intermediate_size": 256, "max_position_embeddings": 128}},
+        "data": {"source": "chain_sum", "task": "chain_sum",
+                 "task_kwargs": {"min_terms": 4, "max_terms": 7, "min_value": 1, "max_value": 9, "modulus": 0,
+                                 "solution_mix": {"direct": 0.6, "coarse": 0.25, "full": 0.15}},
+                 "train_size": 8192, "eval_size": 64, "max_prompt_length": 32},
+        "reward": {"name": "exact", "correct_score": 1.0, "incorrect_score": -1.0,
+                   "overlong_buffer": {"enable": True, "length": 8}},
+        "rollout": {"n": 8, "max_new_tokens": 64, "generation_batch_size": 256},
+        "trainer": {"total_steps": 200, "train_batch_size": 16, "gen_batch_size": 24, "max_num_gen_batches": 3,
+                    "ppo_mini_batch_size": 4, "micro_batch_size": 64, "lr": 3e-4, "warmup_steps": 2,
+                    "weight_decay": 0.0, "sft_warmup_steps": 500, "sft_lr": 2e-3, "eval_every": 20,
+                    "eval_k": 4, "save_every": 25, "log_samples": 4, "cpu_threads": 1},
+    }
+
+
 def _smollm2_gsm() -> dict[str, Any]:
     """SmolLM2-135M-Instruct on reasoning-gym gsm_symbolic: a real pretrained model (meant for a GPU)."""
     return {
@@ -362,6 +397,7 @@ PRESETS: dict[str, tuple[str, Callable[[], dict[str, Any]]]] = {
     "fipo-7b": ("FIPO 7B", _fipo_7b),
     "dapo-32b": ("DAPO baseline (32B recipe)", _dapo_32b),
     "cpu-demo": ("CPU demo", _cpu_demo),
+    "cot-demo": ("Chain-of-thought demo (CPU)", _cot_demo),
     "smollm2-gsm": ("SmolLM2-135M on GSM-Symbolic", _smollm2_gsm),
 }
 

@@ -2,7 +2,8 @@
 
 Sources (``data.source``): ``reasoning_gym`` (procedural, verifiable tasks generated offline),
 ``file`` (JSONL/Parquet read by ``data.files.read_problems``; DAPO-Math layout or problem/answer
-columns), ``champ`` (the 270 CHAMP competition problems). The evaluation set is ``data.eval_path``
+columns), ``champ`` (the 270 CHAMP competition problems), ``chain_sum`` (built-in sums on which a
+longer chain of thought pays; ``data.chain_sum``). The evaluation set is ``data.eval_path``
 if given, else a held-out split; evaluation questions are removed from the training set so the
 held-out number means something even for small procedural tasks that repeat questions.
 """
@@ -66,6 +67,10 @@ def load_problems(cfg: DataConfig, seed: int) -> tuple[list[Problem], list[Probl
         train, held = _split(_reasoning_gym(cfg, seed), cfg.eval_size, seed)
     elif cfg.source == "champ":
         train, held = _split(_champ(), cfg.eval_size, seed)
+    elif cfg.source == "chain_sum":
+        from fipo_engine.data.chain_sum import generate
+
+        train, held = _split(generate(cfg.task_kwargs, cfg.train_size + cfg.eval_size, seed), cfg.eval_size, seed)
     else:
         from fipo_engine.data.files import read_problems
 

@@ -37,7 +37,8 @@ import torch
 
 from fipo_engine.algorithms import outcome_advantages, policy_loss
 from fipo_engine.config import RunConfig
-from fipo_engine.data import PromptStream, load_problems, render_prompt
+from fipo_engine.data import Problem, PromptStream, load_problems, render_prompt
+from fipo_engine.data.chain_sum import warm_start_solution
 from fipo_engine.models import load_hf_dir, load_policy, resolve_device
 from fipo_engine.rewards import score_responses
 from fipo_engine.rollout import GenerationInterrupted, SamplingParams, make_rollout
@@ -94,8 +95,11 @@ def _lr_at(cfg: RunConfig, optimizer_step: int) -> float:
     return t.lr * min(1.0, (optimizer_step + 1) / t.warmup_steps)
 
 
-def _warm_start_target(cfg: RunConfig, answer: str) -> str:
-    return f"\\boxed{{{answer}}}" if cfg.reward.name == "math" else answer
+def _warm_start_target(cfg: RunConfig, problem: Problem, rng: np.random.Generator) -> str:
+    """The supervised target: a worked solution where the task has them (``chain_sum``), else the answer."""
+    if problem.source == "chain_sum":
+        return warm_start_solution(problem, rng)
+    return f"\\boxed{{{problem.answer}}}" if cfg.reward.name == "math" else problem.answer
 
 
 def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, tracker: Tracker | None = None,
@@ -200,13 +204,14 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, tracker:
     if t.sft_warmup_steps and not state.sft_done:
         sft_stream = PromptStream(train_problems, seed=t.seed + 1)
         sft_opt = torch.optim.AdamW(model.parameters(), lr=t.sft_lr, weight_decay=0.0)
+        sft_rng = np.random.default_rng([t.seed, 1])  # which worked solution each warm-start example gets
         sft_loss, sft_steps = math.nan, 0
         for _ in range(t.sft_warmup_steps):
             if stopping():
                 break
             sft_steps += 1
             problems = sft_stream.take(t.micro_batch_size)
-            answers = tok([_warm_start_target(cfg, p.answer) for p in problems], add_special_tokens=False)
+            answers = tok([_warm_start_target(cfg, p, sft_rng) for p in problems], add_special_tokens=False)
             responses = [[*ids, tok.eos_token_id] for ids in answers["input_ids"]]
             packed = pack(encode(problems), responses, tok.pad_token_id)
             log_prob, _ = response_logprobs(model, packed)
