@@ -1,103 +1,184 @@
-"""The paper's headline in miniature: FIPO vs DAPO on the CPU demo task, same compute, 3 seeds each.
+"""FIPO vs DAPO on ``cot-demo``: the paper's two claims in miniature, measured over seeds.
 
-Both runs use the ``cpu-demo`` preset unchanged except ``algorithm.policy_loss`` (``fipo`` or
-``dapo``) and ``trainer.seed``: the same model, warm start, prompts per step, group size,
-mini-batches (so the same optimizer steps and generated tokens). Prints, per run, the final
-held-out Pass@1 (avg@k), the training accuracy over the last steps and the mean / p75 response
-length, then the mean of each algorithm; writes ``bench/out/fipo_vs_dapo.png`` (accuracy and
-length over steps, both algorithms).
+Every arm runs the ``cot-demo`` preset unchanged except the policy loss (and, for the second FIPO
+arm, the loss knobs of the paper's 7B pilot): the same model, warm start, prompts, group size,
+mini-batches, steps and seeds, so the same optimizer steps and a comparable number of generated
+tokens. Arms:
 
-    .venv/bin/python bench/fipo_vs_dapo.py [--steps 40] [--seeds 1 2 3]
+- ``fipo``: the preset (the official 32B recipe's loss: weights in [1.0, 1.2], safety threshold 10);
+- ``dapo``: ``algorithm.policy_loss=dapo`` (clip-higher + dual clip, no influence weights);
+- ``fipo-7b``: FIPO with the 7B pilot's symmetric weights [0.8, 1.2] and safety threshold 3.
 
-This is a toy: 2-3 token answers on a tiny model cannot show the paper's long-reasoning effect
-(FIPO's length growth); it shows the machinery and whether FIPO is at least not worse. CPU
-timings on a shared machine are noisy; accuracy numbers are seeded and reproducible.
+For each run it reads the held-out Pass@1 (``eval/pass_at_1``) and the mean response length per
+step, and prints per run the first and last Pass@1 and the length of the first and last tenth of
+the steps, then per arm mean ± sd, then each FIPO arm minus DAPO with a bootstrap 95% CI (seeds
+resampled within each arm). It writes a two-panel PNG (held-out Pass@1 vs step and mean response
+length vs step; one thin line per seed, the mean bold) to ``docs/img/fipo_vs_dapo.png`` and the
+raw curves to ``bench/out/fipo_vs_dapo.json``.
+
+    .venv/bin/python bench/fipo_vs_dapo.py                      # 3 arms x seeds 11 12 13, 2 at a time
+    .venv/bin/python bench/fipo_vs_dapo.py --arms fipo dapo --seeds 11 12 13 14 --jobs 2
+
+Runs go in parallel processes (``--jobs``, one torch thread each): on 2 cores two runs at a time
+take about as long as one. Accuracy numbers are seeded and reproducible; wall times are not.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import torch
 
-from fipo_engine.config import apply_overrides, preset
-from fipo_engine.trainer.loop import train
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "bench" / "out"
+PNG = ROOT / "docs" / "img" / "fipo_vs_dapo.png"
+ARMS: dict[str, dict[str, Any]] = {
+    "fipo": {},
+    "dapo": {"algorithm.policy_loss": "dapo"},
+    "fipo-7b": {"algorithm.loss.future_kl_clip_high_only": False, "algorithm.loss.safety_thresh": 3.0},
+}
+COLORS = {"fipo": "tab:red", "dapo": "tab:blue", "fipo-7b": "tab:orange"}
 
-OUT = Path(__file__).resolve().parent / "out"
-LAST = 5  # steps averaged for the "final" training figures
 
+def run_one(arm: str, seed: int, steps: int | None) -> dict[str, Any]:
+    """Train one arm/seed of ``cot-demo`` in a temp directory; return its per-step curves."""
+    import torch
+    from transformers.utils import logging as hf_logging
 
-def run(loss: str, seed: int, steps: int | None) -> dict:
-    overrides: dict[str, object] = {"algorithm.policy_loss": loss, "trainer.seed": seed}
+    from fipo_engine.config import apply_overrides, preset
+    from fipo_engine.trainer.loop import train
+
+    torch.set_num_threads(1)
+    hf_logging.set_verbosity_error()
+    overrides: dict[str, Any] = {**ARMS[arm], "trainer.seed": seed}
     if steps:
         overrides["trainer.total_steps"] = steps
-    cfg = apply_overrides(preset("cpu-demo"), overrides)
+    cfg = apply_overrides(preset("cot-demo"), overrides)
+    start = time.perf_counter()
     with tempfile.TemporaryDirectory() as out:
         result = train(cfg, out, progress=False)
+        events = [json.loads(line) for line in (Path(out) / "events.jsonl").read_text().splitlines()]
+    evals = [(e["step"], e["values"]["eval/pass_at_1"]) for e in events
+             if e["type"] == "metric" and "eval/pass_at_1" in e.get("values", {})]
     hist = result.history
-    tail = hist[-LAST:]
     return {
-        "loss": loss, "seed": seed, "history": hist,
-        "pass_at_1": (result.last_eval or {}).get("eval/pass_at_1", float("nan")),
-        "train_acc": float(np.mean([h["accuracy/gen_mean"] for h in tail])),
-        "len_mean": float(np.mean([h.get("response_length/mean", np.nan) for h in tail])),
-        "len_p75": float(np.mean([h.get("response_length/p75", np.nan) for h in tail])),
-        "minutes": sum(h["timing/step_s"] for h in hist) / 60,
+        "arm": arm, "seed": seed, "minutes": (time.perf_counter() - start) / 60,
+        "eval_steps": [s for s, _ in evals], "pass_at_1": [v for _, v in evals],
+        "steps": [h["step"] for h in hist],
+        "length": [h.get("response_length/mean", float("nan")) for h in hist],
+        "influence_mean": [h.get("actor/influence_weights_mean", float("nan")) for h in hist],
     }
 
 
-def plot(runs: list[dict], path: Path) -> None:
+def tenth_means(values: list[float]) -> tuple[float, float]:
+    """Mean of the first and of the last tenth of a per-step series (at least one step each)."""
+    k = max(1, len(values) // 10)
+    return float(np.nanmean(values[:k])), float(np.nanmean(values[-k:]))
+
+
+def summarize(run: dict[str, Any]) -> dict[str, float]:
+    len_first, len_last = tenth_means(run["length"])
+    return {"p1_first": run["pass_at_1"][0], "p1_last": run["pass_at_1"][-1],
+            "len_first": len_first, "len_last": len_last, "minutes": run["minutes"]}
+
+
+def bootstrap_diff_ci(a: list[float], b: list[float], *, draws: int = 10_000, seed: int = 0) -> tuple[float, float]:
+    """95% CI of mean(a) − mean(b), resampling the runs of each arm with replacement."""
+    rng = np.random.default_rng(seed)
+    xa, xb = np.asarray(a, float), np.asarray(b, float)
+    diffs = (rng.choice(xa, (draws, len(xa))).mean(1) - rng.choice(xb, (draws, len(xb))).mean(1))
+    lo, hi = np.quantile(diffs, [0.025, 0.975])
+    return float(lo), float(hi)
+
+
+def plot(runs: list[dict[str, Any]], arms: list[str], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax_acc, ax_len) = plt.subplots(1, 2, figsize=(11, 4))
-    colors = {"fipo": "tab:red", "dapo": "tab:blue"}
-    for r in runs:
-        steps = [h["step"] for h in r["history"]]
-        label = f"{r['loss'].upper()} seed {r['seed']}"
-        ax_acc.plot(steps, [h["accuracy/gen_mean"] for h in r["history"]], color=colors[r["loss"]], alpha=0.7,
-                    label=label)
-        ax_len.plot(steps, [h.get("response_length/mean", np.nan) for h in r["history"]], color=colors[r["loss"]],
-                    alpha=0.7, label=label)
-    ax_acc.set(title="Training accuracy (all generated responses)", xlabel="step", ylabel="accuracy")
-    ax_len.set(title="Mean response length", xlabel="step", ylabel="tokens")
-    ax_acc.legend(fontsize=7)
+    fig, (ax_p1, ax_len) = plt.subplots(1, 2, figsize=(12, 4.4))
+    for arm in arms:
+        mine = [r for r in runs if r["arm"] == arm]
+        for r in mine:
+            ax_p1.plot(r["eval_steps"], r["pass_at_1"], color=COLORS[arm], alpha=0.35, lw=0.8)
+            ax_len.plot(r["steps"], r["length"], color=COLORS[arm], alpha=0.25, lw=0.6)
+        ax_p1.plot(mine[0]["eval_steps"], np.mean([r["pass_at_1"] for r in mine], 0), color=COLORS[arm], lw=2.4,
+                   label=f"{arm} (mean of {len(mine)} seeds)")
+        ax_len.plot(mine[0]["steps"], np.mean([r["length"] for r in mine], 0), color=COLORS[arm], lw=2.4, label=arm)
+    ax_p1.set(title="Held-out Pass@1 (avg@4, T=1, top-p 0.7)", xlabel="step", ylabel="Pass@1")
+    ax_len.set(title="Mean response length (tokens)", xlabel="step", ylabel="tokens")
+    ax_p1.legend(fontsize=8, loc="lower right")
+    ax_p1.grid(alpha=0.3)
+    ax_len.grid(alpha=0.3)
+    fig.suptitle("cot-demo: FIPO vs DAPO, same compute (thin: one seed; bold: mean)", fontsize=11)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--arms", nargs="+", default=list(ARMS), choices=list(ARMS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[11, 12, 13])
     parser.add_argument("--steps", type=int, default=None, help="training steps per run (default: the preset's)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--jobs", type=int, default=2, help="runs trained at the same time (one thread each)")
+    parser.add_argument("--png", type=Path, default=PNG)
     args = parser.parse_args()
-    torch.set_num_threads(1)
-    from transformers.utils import logging as hf_logging
 
-    hf_logging.disable_progress_bar()
-    hf_logging.set_verbosity_error()
-    runs = [run(loss, seed, args.steps) for seed in args.seeds for loss in ("fipo", "dapo")]
+    jobs = [(arm, seed) for seed in args.seeds for arm in args.arms]
+    runs: list[dict[str, Any]] = []
+    started = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        futures = {pool.submit(run_one, arm, seed, args.steps): (arm, seed) for arm, seed in jobs}
+        for i, fut in enumerate(as_completed(futures), 1):
+            runs.append(fut.result())
+            arm, seed = futures[fut]
+            print(f"[{i}/{len(jobs)}] {arm} seed {seed} done ({time.perf_counter() - started:.0f} s)",
+                  file=sys.stderr, flush=True)
+    runs.sort(key=lambda r: (args.arms.index(r["arm"]), r["seed"]))
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "fipo_vs_dapo.json").write_text(json.dumps(runs))
 
-    print(f"\n| {'run':14s} | {'eval Pass@1':>11s} | {'train acc (last 5)':>18s} | {'len mean':>8s} | "
-          f"{'len p75':>7s} | {'minutes':>7s} |")
-    print(f"|{'-' * 16}|{'-' * 13}|{'-' * 20}|{'-' * 10}|{'-' * 9}|{'-' * 9}|")
+    print("\n| run | Pass@1 first -> last | length first -> last (tokens) | minutes |")
+    print("|---|---|---|---:|")
     for r in runs:
-        print(f"| {r['loss'].upper() + ' seed ' + str(r['seed']):14s} | {r['pass_at_1']:11.3f} | {r['train_acc']:18.3f} "
-              f"| {r['len_mean']:8.2f} | {r['len_p75']:7.2f} | {r['minutes']:7.2f} |")
-    for loss in ("fipo", "dapo"):
-        mine = [r for r in runs if r["loss"] == loss]
-        print(f"| {loss.upper() + ' mean':14s} | {np.mean([r['pass_at_1'] for r in mine]):11.3f} | "
-              f"{np.mean([r['train_acc'] for r in mine]):18.3f} | {np.mean([r['len_mean'] for r in mine]):8.2f} | "
-              f"{np.mean([r['len_p75'] for r in mine]):7.2f} | {np.mean([r['minutes'] for r in mine]):7.2f} |")
-    path = OUT / "fipo_vs_dapo.png"
-    plot(runs, path)
-    print(f"\nplot: {path}")
+        s = summarize(r)
+        print(f"| {r['arm']} seed {r['seed']} | {s['p1_first']:.3f} -> {s['p1_last']:.3f} | "
+              f"{s['len_first']:.1f} -> {s['len_last']:.1f} | {s['minutes']:.1f} |")
+    print("\n| arm | final Pass@1 (mean ± sd) | final length (mean ± sd) | Pass@1 gain | length ratio |")
+    print("|---|---|---|---|---|")
+    finals: dict[str, dict[str, list[float]]] = {}
+    for arm in args.arms:
+        rows = [summarize(r) for r in runs if r["arm"] == arm]
+        p1 = [x["p1_last"] for x in rows]
+        ln = [x["len_last"] for x in rows]
+        finals[arm] = {"p1": p1, "len": ln}
+        gain = np.mean([x["p1_last"] - x["p1_first"] for x in rows])
+        ratio = np.mean([x["len_last"] / x["len_first"] for x in rows])
+        print(f"| {arm} | {np.mean(p1):.3f} ± {np.std(p1, ddof=1) if len(p1) > 1 else 0:.3f} | "
+              f"{np.mean(ln):.1f} ± {np.std(ln, ddof=1) if len(ln) > 1 else 0:.1f} | {gain:+.3f} | {ratio:.2f}x |")
+    if "dapo" in finals:
+        print("\n| difference | Pass@1 (bootstrap 95% CI) | length, tokens (bootstrap 95% CI) |")
+        print("|---|---|---|")
+        for arm in args.arms:
+            if arm == "dapo":
+                continue
+            dp = np.mean(finals[arm]["p1"]) - np.mean(finals["dapo"]["p1"])
+            dl = np.mean(finals[arm]["len"]) - np.mean(finals["dapo"]["len"])
+            p_lo, p_hi = bootstrap_diff_ci(finals[arm]["p1"], finals["dapo"]["p1"])
+            l_lo, l_hi = bootstrap_diff_ci(finals[arm]["len"], finals["dapo"]["len"])
+            print(f"| {arm} − dapo | {dp:+.3f} [{p_lo:+.3f}, {p_hi:+.3f}] | {dl:+.1f} [{l_lo:+.1f}, {l_hi:+.1f}] |")
+    plot(runs, args.arms, args.png)
+    print(f"\nplot: {args.png.relative_to(ROOT) if args.png.is_relative_to(ROOT) else args.png}; "
+          f"curves: bench/out/fipo_vs_dapo.json; wall {(time.perf_counter() - started) / 60:.1f} min")
 
 
 if __name__ == "__main__":

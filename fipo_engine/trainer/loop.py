@@ -18,9 +18,9 @@ How FIPO differs from the algorithms it builds on (FIPO_SPEC.md):
    old log-probs are recomputed once (π_old), then each mini-batch moves π away from π_old and the
    later mini-batches see non-trivial weights. Presets therefore use several mini-batches per step.
 
-Launch (the CPU demo, about 10 minutes on 2 cores):
+Launch (the chain-of-thought demo on a CPU; ``cpu-demo`` is the two-minute one):
 
-    fipo train cpu-demo --out var/runs/demo
+    fipo train cot-demo --out var/runs/cot
 """
 
 from __future__ import annotations
@@ -95,10 +95,10 @@ def _lr_at(cfg: RunConfig, optimizer_step: int) -> float:
     return t.lr * min(1.0, (optimizer_step + 1) / t.warmup_steps)
 
 
-def _warm_start_target(cfg: RunConfig, problem: Problem, rng: np.random.Generator) -> str:
+def _warm_start_target(cfg: RunConfig, problem: Problem, rng: np.random.Generator, progress: float) -> str:
     """The supervised target: a worked solution where the task has them (``chain_sum``), else the answer."""
     if problem.source == "chain_sum":
-        return warm_start_solution(problem, rng)
+        return warm_start_solution(problem, rng, progress)
     return f"\\boxed{{{problem.answer}}}" if cfg.reward.name == "math" else problem.answer
 
 
@@ -206,12 +206,16 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, tracker:
         sft_opt = torch.optim.AdamW(model.parameters(), lr=t.sft_lr, weight_decay=0.0)
         sft_rng = np.random.default_rng([t.seed, 1])  # which worked solution each warm-start example gets
         sft_loss, sft_steps = math.nan, 0
-        for _ in range(t.sft_warmup_steps):
+        sft_bar = _progress_bar(progress, t.sft_warmup_steps, "warm start")
+        report_every = max(1, t.sft_warmup_steps // 10)  # a log line every tenth: the run page shows it live
+        tracker.log(f"supervised warm start: {t.sft_warmup_steps} steps, then {t.total_steps} RL steps")
+        for sft_step in range(t.sft_warmup_steps):
             if stopping():
                 break
             sft_steps += 1
             problems = sft_stream.take(t.micro_batch_size)
-            answers = tok([_warm_start_target(cfg, p, sft_rng) for p in problems], add_special_tokens=False)
+            done = sft_step / t.sft_warmup_steps
+            answers = tok([_warm_start_target(cfg, p, sft_rng, done) for p in problems], add_special_tokens=False)
             responses = [[*ids, tok.eos_token_id] for ids in answers["input_ids"]]
             packed = pack(encode(problems), responses, tok.pad_token_id)
             log_prob, _ = response_logprobs(model, packed)
@@ -222,6 +226,12 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, tracker:
             torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
             sft_opt.step()
             sft_loss = float(loss.detach())
+            if sft_bar is not None:
+                sft_bar.update(1)
+            if sft_steps % report_every == 0:
+                tracker.log(f"warm start {sft_steps}/{t.sft_warmup_steps}: loss {sft_loss:.3f}")
+        if sft_bar is not None:
+            sft_bar.close()
         del sft_opt
         if sft_steps < t.sft_warmup_steps:  # stopped: a partial warm start is not kept, a resume starts over
             result.stopped = stop.signal_name if stop is not None else "stop"
@@ -235,11 +245,7 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, tracker:
     if state.step == 0 and t.eval_every and (not evaluate(0) or stopping()):
         stop_here()
 
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=t.total_steps, initial=state.step, desc="fipo train", unit="step", dynamic_ncols=True)
+    bar = _progress_bar(progress, t.total_steps, "fipo train", initial=state.step)
     n = cfg.rollout.n
 
     while state.step < t.total_steps and not result.stopped:
@@ -444,6 +450,15 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, tracker:
     if own_tracker:
         tracker.close()
     return result
+
+
+def _progress_bar(show: bool, total: int, desc: str, initial: int = 0) -> Any:
+    """A tqdm bar in the terminal (``None`` when progress is off, e.g. under the control plane)."""
+    if not show:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True)
 
 
 def _group_rows(groups: torch.Tensor, n: int) -> torch.Tensor:

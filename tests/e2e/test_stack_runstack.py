@@ -1,7 +1,7 @@
 """``make run``'s stack in the embedded mode (no PostgreSQL, no Redis), started and stopped by a test.
 
 ``manage.py runstack --demo`` must: come up on SQLite with the SQLite Celery broker, print the
-credentials, launch the cpu-demo run whose trainer reports over HTTP, and on SIGINT (Ctrl-C) stop
+credentials, launch the cot-demo and cpu-demo runs whose trainers report over HTTP, and on SIGINT (Ctrl-C) stop
 the training job, the web server, the worker and beat, leaving no process behind.
 """
 
@@ -75,7 +75,9 @@ def test_runstack_demo_runs_embedded_and_stops_cleanly_on_sigint(tmp_path: Path)
     try:
         out.wait_for(r"database sqlite3, broker sqla\+sqlite, channel layer InMemoryChannelLayer", 60, proc)
         out.wait_for(r"log in as\s+demo / demo", 120, proc)
-        run_id = int(out.wait_for(r"demo run (\d+) launched: http://127\.0\.0\.1:\d+/runs/\d+/", 60, proc).group(1))
+        launched = r"demo run (\d+) launched: http://127\.0\.0\.1:\d+/runs/\d+/\s+\({}: "
+        run_id = int(out.wait_for(launched.format("cot-demo"), 60, proc).group(1))
+        cpu_run_id = int(out.wait_for(launched.format("cpu-demo"), 60, proc).group(1))
         for name in ("web", "worker", "beat"):  # each child's output, prefixed (the worker may print later)
             out.wait_for(rf"(?m)^{name}\s+\| ", 60, proc)
 
@@ -91,7 +93,8 @@ def test_runstack_demo_runs_embedded_and_stops_cleanly_on_sigint(tmp_path: Path)
             assert run["status"] in {"queued", "starting", "running"}, run
             assert time.monotonic() < deadline, f"demo run never reported: {run}\n{out.text()[-4000:]}"
             time.sleep(0.5)
-        assert run["preset"] == "cpu-demo"
+        assert run["preset"] == "cot-demo"
+        assert api.get(f"/runs/{cpu_run_id}/").json()["preset"] == "cpu-demo"
 
         tree = psutil.Process(proc.pid).children(recursive=True)
         cmdlines = [" ".join(p.cmdline()) for p in tree if alive(p)]
@@ -116,7 +119,7 @@ def test_runstack_demo_runs_embedded_and_stops_cleanly_on_sigint(tmp_path: Path)
                 p.kill()
 
     text = out.text()
-    assert f"cancelled run {run_id}" in text and "runstack: stopped" in text
+    assert f"cancelled run {run_id}" in text and f"cancelled run {cpu_run_id}" in text and "runstack: stopped" in text
     left = [f"{p.pid} {p.name()}" for p in tree if alive(p)]
     assert not left, f"processes outlived the stack: {left}"
     # The trainer was stopped with SIGTERM and exited through its own handler (exit code 130).

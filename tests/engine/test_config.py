@@ -92,7 +92,7 @@ def test_run_config_defaults_reproduce_the_32b_recipe() -> None:
 
 
 def test_every_preset_validates_and_records_its_name() -> None:
-    assert preset_names() == ["fipo-32b", "fipo-7b", "dapo-32b", "cpu-demo", "smollm2-gsm"]
+    assert preset_names() == ["fipo-32b", "fipo-7b", "dapo-32b", "cpu-demo", "cot-demo", "smollm2-gsm"]
     for name in preset_names():
         cfg = preset(name)
         assert cfg.preset == name
@@ -121,7 +121,7 @@ def test_unknown_preset_fails_with_the_path() -> None:
     with pytest.raises(ConfigError) as err:
         preset_dict("fipo-1t")
     assert err.value.errors == [{"path": "preset", "message": "unknown preset 'fipo-1t'; valid: fipo-32b, fipo-7b, "
-                                 "dapo-32b, cpu-demo, smollm2-gsm"}]
+                                 "dapo-32b, cpu-demo, cot-demo, smollm2-gsm"}]
 
 
 # ------------------------------------------------------------------------------------------ errors

@@ -2,8 +2,8 @@
 
 What ``make run`` does: migrate, create the demo user and team (printing the credentials), start
 the ASGI server (daphne), a Celery worker and Celery beat as child processes with their output
-prefixed, wait until the web server answers, optionally create and launch a ``cpu-demo`` run, then
-wait. Ctrl-C (SIGINT) or SIGTERM stops it all: the training jobs this stack's worker started are
+prefixed, wait until the web server answers, optionally create and launch the demo runs (``cot-demo``
+and ``cpu-demo``), then wait. Ctrl-C (SIGINT) or SIGTERM stops it all: the training jobs this stack's worker started are
 cancelled first (while the server can still take their last events), then beat, worker and web.
 
 Without ``DATABASE_URL``/``REDIS_URL`` everything is embedded (SQLite files and a SQLite Celery
@@ -30,7 +30,10 @@ from worker.supervisor import ChildExited, Supervisor, beat_command, web_command
 
 DEMO_USER = "demo"
 DEMO_TEAM = "demo"
-DEMO_PRESET = "cpu-demo"
+# What `--demo` launches, in this order: cot-demo shows FIPO growing a chain of thought (its warm start
+# takes a few minutes before RL begins); cpu-demo shows reward climbing within a minute.
+DEMO_PRESETS = {"cot-demo": "watch responses grow into chains of thought and Pass@1 rise",
+                "cpu-demo": "one-digit arithmetic: reward climbs within a minute"}
 
 
 def is_loopback(host: str) -> bool:
@@ -61,7 +64,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--host", default="127.0.0.1", help="address daphne binds (default 127.0.0.1)")
         parser.add_argument("--port", type=int, default=8000)
-        parser.add_argument("--demo", action="store_true", help=f"create and launch a {DEMO_PRESET} run")
+        parser.add_argument("--demo", action="store_true", help=f"create and launch the demo runs ({', '.join(DEMO_PRESETS)})")
         parser.add_argument(
             "--password", default=None,
             help="demo user's password (default: 'demo' on a loopback address, a random one otherwise)",
@@ -135,11 +138,13 @@ class Command(BaseCommand):
         sys.stdout.flush()
 
     def _launch_demo(self, base_url: str) -> None:
-        """Create a ``cpu-demo`` run as the demo user and launch it, through the run services."""
+        """Create the demo runs (``DEMO_PRESETS``) as the demo user and launch them, through the run services."""
         from webapp.ops.demo import launch_demo_run
 
-        run_id = launch_demo_run(username=DEMO_USER, team=DEMO_TEAM, preset=DEMO_PRESET)
-        self.stdout.write(self.style.SUCCESS(f"  demo run {run_id} launched: {base_url}/runs/{run_id}/\n"))
+        for preset, what in DEMO_PRESETS.items():
+            run_id = launch_demo_run(username=DEMO_USER, team=DEMO_TEAM, preset=preset)
+            self.stdout.write(self.style.SUCCESS(
+                f"  demo run {run_id} launched: {base_url}/runs/{run_id}/  ({preset}: {what})\n"))
 
     def _cancel_jobs(self, supervisor: Supervisor) -> None:
         """Stop the training jobs this stack's worker started, so none outlives the stack."""
