@@ -14,7 +14,12 @@ one-digit number to a running total and copies the rest of the line, which it le
 Every level of detail shares that format, so the grader never needs to know how the answer was
 reached: a direct answer is the single line ``26``; a coarse solution folds 2-3 terms per line
 (``15+2+9`` then ``26``). The reward is only whether the last line is right. Nothing rewards length.
-With ``modulus`` set, every running total is reduced (the answer is the sum mod m).
+
+With ``modulus`` set (``cot-demo`` uses 10) the answer is the sum mod m, the prompt says so
+(``3+5+7+2+9 mod 10``), and a chain ends with one more line, ``6``, the last digit of its total.
+That is what makes a chain worth writing for a tiny model: it can learn to estimate a sum in one
+pass, which gets a one-line answer of a plain sum right fairly often, but a remainder cannot be
+estimated, so one-line answers start near chance while copying a total's last digit is easy.
 
 The supervised warm start (``trainer.sft_warmup_steps``) draws one solution per example: first
 from ``solution_mix`` (every level of detail, so the model learns to write chains), and for the
