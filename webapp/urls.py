@@ -4,7 +4,8 @@ from importlib.util import find_spec
 
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView
+
+from webapp.common.schema import SchemaView
 
 
 def _optional(module: str) -> bool:
@@ -19,7 +20,7 @@ api_patterns = [
     path("", include("webapp.accounts.urls")),
     path("", include("webapp.runs.urls")),
     path("", include("webapp.tracking.urls")),
-    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("schema/", SchemaView.as_view(), name="api-schema"),
 ]
 if _optional("webapp.leaderboards.urls"):
     api_patterns.append(path("", include("webapp.leaderboards.urls")))
