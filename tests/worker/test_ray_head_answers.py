@@ -6,11 +6,13 @@ address might: HTML with secrets in it, 200 with non-JSON, a slow answer. (Issue
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -21,7 +23,7 @@ SECRET = "internal-secret-7f3a"
 
 
 class _Head(BaseHTTPRequestHandler):
-    answers: dict[str, tuple[int, str, float]] = {}
+    answers: ClassVar[dict[str, tuple[int, str, float]]] = {}
 
     def _answer(self) -> None:
         status, body, delay = self.answers.get(self.path, (404, "{}", 0.0))
@@ -30,10 +32,8 @@ class _Head(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
-        try:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the short-timeout test's client left
             self.wfile.write(data)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the client gave up (the short-timeout test)
 
     do_GET = do_POST = _answer
 
