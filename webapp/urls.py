@@ -6,6 +6,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from webapp.common.schema import SchemaView
+from webapp.common.throttle import throttle_login_posts
 
 
 def _optional(module: str) -> bool:
@@ -27,6 +28,8 @@ if _optional("webapp.leaderboards.urls"):
 
 urlpatterns = [
     path("api/v1/", include(api_patterns)),
+    # The admin's login page with the password throttle (matched before the admin's own route).
+    path("admin/login/", throttle_login_posts(admin.site.login)),
     path("admin/", admin.site.urls),
 ]
 

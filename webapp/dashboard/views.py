@@ -17,6 +17,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
+from webapp.common.throttle import ThrottledLoginView
 from webapp.dashboard.assets import plotly_js_path, plotly_js_version
 
 _BENCHMARK = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
@@ -46,7 +47,9 @@ def index(request: HttpRequest) -> HttpResponse:
     return redirect("dashboard:runs")
 
 
-class LoginView(auth_views.LoginView):
+class LoginView(ThrottledLoginView):
+    """The login page, with the failed-password throttle of the API's token endpoint."""
+
     template_name = "dashboard/login.html"
     redirect_authenticated_user = True
 
