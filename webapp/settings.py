@@ -126,6 +126,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "webapp.common.middleware.DatabaseBusyMiddleware",  # a locked database: 503 + Retry-After, not 500
 ]
 
 ROOT_URLCONF = "webapp.urls"
