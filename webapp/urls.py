@@ -3,7 +3,8 @@
 from importlib.util import find_spec
 
 from django.contrib import admin
-from django.urls import include, path
+from django.http import HttpRequest, JsonResponse
+from django.urls import include, path, re_path
 
 from webapp.common.schema import SchemaView
 from webapp.common.throttle import throttle_login_posts
@@ -17,6 +18,12 @@ def _optional(module: str) -> bool:
         return False
 
 
+def api_not_found(request: HttpRequest) -> JsonResponse:
+    from webapp.common.errors import error_body
+
+    return JsonResponse(error_body("not_found", f"no API route {request.path}"), status=404)
+
+
 api_patterns = [
     path("", include("webapp.accounts.urls")),
     path("", include("webapp.runs.urls")),
@@ -25,6 +32,9 @@ api_patterns = [
 ]
 if _optional("webapp.leaderboards.urls"):
     api_patterns.append(path("", include("webapp.leaderboards.urls")))
+# Anything else under /api/v1/ is a 404 in the API's JSON error shape (not Django's HTML page, and not
+# CommonMiddleware's APPEND_SLASH redirect, which cannot keep a POST body).
+api_patterns.append(re_path(r"^", api_not_found))
 
 urlpatterns = [
     path("api/v1/", include(api_patterns)),

@@ -43,7 +43,8 @@ OTHER_ROUTES: list[tuple[str, str, Any]] = [
 ]
 # Routes with their own auth, tested elsewhere: the ingest endpoint (run token: test_ingest.py), the
 # token endpoint (password: test_api_contract.py), leaderboards (their app's tests).
-EXEMPT = ("runs/<int:run_id>/events", "auth/token", "leaderboards")
+# "^" is the catch-all that answers unknown API paths with a JSON 404.
+EXEMPT = ("runs/<int:run_id>/events", "auth/token", "leaderboards", "^")
 
 
 def _api_routes() -> set[str]:

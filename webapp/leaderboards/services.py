@@ -93,7 +93,7 @@ def _run_protocol(run: Run) -> dict[str, Any]:
 def clean_eval_result(data: Any) -> dict[str, Any]:
     """Validated entry fields from an eval result / ``eval`` event; raises ``ValidationFailed``."""
     if not isinstance(data, Mapping):
-        raise ValidationFailed("an eval result must be a JSON object")
+        raise ValidationFailed("an eval result must be a JSON object", fields=[{"path": "result", "message": "expected an object"}])
     errors: list[dict[str, str]] = []
     fields: dict[str, Any] = {key: _fraction(data, key, errors, required=key == "pass_at_1") for key in _RATES}
     fields["k"] = _positive_int(data, "k", errors)
