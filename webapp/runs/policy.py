@@ -163,18 +163,6 @@ def check_run_config(cfg: RunConfig, *, team_id: int, team_name: str) -> None:
         raise ValidationFailed(f"not allowed on this deployment: {summary}", fields=errors)
 
 
-def checkpoint_dir_error(uri: str, *, run_id: int, team_name: str) -> str | None:
-    """Why a checkpoint URI reported for run ``run_id`` may not be read by the worker (None: it may):
-    it must resolve inside that run's own directory or the team's data roots."""
-    path = uri.removeprefix("file://")
-    if not os.path.isabs(path) or ".." in Path(path).parts:
-        return "a checkpoint must be an absolute path inside its run's directory"
-    real = os.path.realpath(path)
-    if run_dir_owner(real) == run_id or any(_inside(real, root) for root in team_roots(team_name)):
-        return None
-    return "a checkpoint must be inside its run's directory or the team's data roots"
-
-
 def ray_head(name: str) -> dict[str, object]:
     """The deployment's head ``name`` (``{"address", "env_vars"}``); ValidationFailed when unknown."""
     heads: dict[str, dict[str, object]] = settings.FIPO_RAY_HEADS
