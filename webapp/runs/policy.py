@@ -25,6 +25,7 @@ import os
 import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 
@@ -163,9 +164,9 @@ def check_run_config(cfg: RunConfig, *, team_id: int, team_name: str) -> None:
         raise ValidationFailed(f"not allowed on this deployment: {summary}", fields=errors)
 
 
-def ray_head(name: str) -> dict[str, object]:
-    """The deployment's head ``name`` (``{"address", "env_vars"}``); ValidationFailed when unknown."""
-    heads: dict[str, dict[str, object]] = settings.FIPO_RAY_HEADS
+def ray_head(name: str) -> tuple[str, dict[str, str]]:
+    """(address, deployment variables) of the configured head ``name``; ValidationFailed when unknown."""
+    heads: dict[str, dict[str, Any]] = settings.FIPO_RAY_HEADS
     if name not in heads:
         raise ValidationFailed("unknown Ray head", fields=[{"path": "launcher.ray.head", "message": "unknown Ray head"}])
-    return heads[name]
+    return str(heads[name]["address"]), dict(heads[name].get("env_vars", {}))

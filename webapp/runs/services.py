@@ -239,16 +239,16 @@ def _launch_spec(run: Run, token: str) -> Any:
     from worker.launchers import LauncherError, LaunchSpec
 
     workdir, log_path = run_paths(run.pk)
-    address, env = None, {}
+    address: str | None = None
+    env: dict[str, str] = {}
     if run.launcher == "ray":  # the deployment's head by name, with the deployment's job variables
         from webapp.runs.policy import ray_head
 
         head_name = ((run.config.get("launcher") or {}).get("ray") or {}).get("head", "default")
         try:
-            head = ray_head(head_name)
+            address, env = ray_head(head_name)
         except ValidationFailed:
             raise LauncherError(f"the Ray head {head_name!r} is not configured on this deployment") from None
-        address, env = str(head["address"]), dict(head["env_vars"])  # type: ignore[call-overload]
     return LaunchSpec(run_id=str(run.pk), config=run.config, server_url=settings.FIPO_SERVER_URL, token=token,
                       workdir=workdir, log_path=log_path, env=env, address=address)
 
