@@ -37,4 +37,4 @@ ENV DJANGO_ENV=production \
     FIPO_VAR_DIR=/var/lib/fipo
 EXPOSE 8000
 # The web process by default; compose overrides the command for the worker and beat.
-CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "--proxy-headers", "webapp.asgi:application"]
+CMD ["daphne", "-b", "0.0.0.0", "-p", "8000", "webapp.asgi:application"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
@@ -24,7 +25,17 @@ SCHEMA_VERSION = 1
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # allow_inf_nan=False: ``1e999`` parses as infinity, and a non-finite learning rate or score is
+    # never meant (and cannot be stored as JSON); integers are bounded by ``_bounded_ints``.
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _bounded_ints(cls, value: Any) -> Any:
+        """Every integer field fits a signed 64-bit column (JSON readers and databases hold no more)."""
+        if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+            raise ValueError("integer out of range (at most 2**63 - 1 in magnitude)")
+        return value
 
 
 # ----------------------------------------------------------------------------------------- algorithm
@@ -115,6 +126,22 @@ class ModelConfig(_Frozen):
 
 
 # ---------------------------------------------------------------------------------------------- data
+def _check_plain_json(value: Any, depth: int = 0) -> None:
+    """Raise ``ValueError`` for a non-finite number, an integer beyond 64 bits or nesting over 32."""
+    if depth > 32:
+        raise ValueError("nested too deeply")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("numbers must be finite")
+    if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+        raise ValueError("integer out of range (at most 2**63 - 1 in magnitude)")
+    if isinstance(value, dict):
+        for item in value.values():
+            _check_plain_json(item, depth + 1)
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _check_plain_json(item, depth + 1)
+
+
 class DataConfig(_Frozen):
     """Training and evaluation prompts. Nothing is downloaded: tasks are generated or read from files."""
 
@@ -137,6 +164,13 @@ class DataConfig(_Frozen):
         "", description="Appended to every problem, e.g. an instruction to put the answer in \\boxed{}."
     )
     shuffle: bool = Field(True, description="Shuffle the training prompts each epoch (seeded).")
+
+    @field_validator("task_kwargs")
+    @classmethod
+    def _plain_json(cls, value: dict[str, Any]) -> dict[str, Any]:
+        """Free-form, so checked by hand: finite numbers and 64-bit integers only (stored as JSON)."""
+        _check_plain_json(value)
+        return value
 
     @model_validator(mode="after")
     def _path_for_file(self) -> DataConfig:
@@ -253,7 +287,10 @@ class TrainerConfig(_Frozen):
 class RayLauncherConfig(_Frozen):
     """Where and how a Ray job runs (launcher.backend = ray)."""
 
-    address: str = Field("http://127.0.0.1:8265", description="Ray dashboard (Jobs REST API) address.")
+    address: str = Field("http://127.0.0.1:8265", description="Ray dashboard (Jobs REST API) address (the CLI's; "
+                         "the control plane ignores it and uses the head named by `head`).")
+    head: str = Field("default", max_length=100, description="Name of a Ray head the deployment configured "
+                      "(FIPO_RAY_HEADS); what runs launched from the control plane use.")
     engine: Literal["native", "openrlhf"] = Field(
         "native", description="native: `fipo train` as the job; openrlhf: OpenRLHF's Ray PPO trainer + FIPO loss."
     )

@@ -12,9 +12,11 @@ Two deployment shapes are chosen by environment variables alone (docs/control-pl
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -124,6 +126,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "webapp.common.middleware.DatabaseBusyMiddleware",  # a locked database: 503 + Retry-After, not 500
 ]
 
 ROOT_URLCONF = "webapp.urls"
@@ -251,6 +254,71 @@ FIPO_WS_POLL_S = _env_float("FIPO_WS_POLL_S", 2.0)
 # Default point budget of a downsampled metric series (the API caps max_points at 10x this).
 FIPO_CHART_MAX_POINTS = _env_int("FIPO_CHART_MAX_POINTS", 2000)
 
+# Most metric values one ingest request may carry (413 above, naming the limit), and the most ingest
+# requests one run may make per second (429 with Retry-After above: the tracking client backs off).
+FIPO_INGEST_MAX_POINTS = _env_int("FIPO_INGEST_MAX_POINTS", 100_000)
+FIPO_INGEST_MAX_REQUESTS_PER_S = _env_int("FIPO_INGEST_MAX_REQUESTS_PER_S", 50)
+
+
+# ------------------------------------------------------------------- multi-team security
+# (docs/control-plane.md "Security"). Team members are not trusted with each other's data or with the
+# hosts of the cluster: every path, address, variable and package a run config names is checked
+# against what the deployment configured here, at create time (a field error) and again at launch.
+def _env_json(name: str, default: Any) -> Any:
+    value = _env(name)
+    if value is None:
+        return default
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError as exc:
+        raise ImproperlyConfigured(f"{name} must be JSON: {exc}") from None
+
+
+def _data_roots(raw: Any) -> dict[str, list[str]]:
+    """``{"team name" | "*": ["/abs/dir", ...]}``: the only places a team's run may read files from."""
+    if not isinstance(raw, dict) or not all(
+            isinstance(k, str) and isinstance(v, list) and all(isinstance(p, str) and os.path.isabs(p) for p in v)
+            for k, v in raw.items()):
+        raise ImproperlyConfigured('FIPO_DATA_ROOTS must map team names (or "*") to lists of absolute paths')
+    return {team: [os.path.realpath(p) for p in paths] for team, paths in raw.items()}
+
+
+def _ray_heads(raw: Any) -> dict[str, dict[str, Any]]:
+    """``{"name": "http://head:8265" | {"address": ..., "env_vars": {...}}}``: the Ray clusters runs may use.
+
+    ``env_vars`` are the deployment's own variables for jobs on that head (``PYTHONPATH``,
+    ``FIPO_PYTHON``, ``FIPO_RUNS_DIR``...): applied after the user's, so a user never overrides them."""
+    heads: dict[str, dict[str, Any]] = {}
+    if not isinstance(raw, dict):
+        raise ImproperlyConfigured("FIPO_RAY_HEADS must be a JSON object of name: address")
+    for name, value in raw.items():
+        head = {"address": value} if isinstance(value, str) else value
+        if (not isinstance(head, dict) or not isinstance(head.get("address"), str)
+                or not head["address"].startswith(("http://", "https://"))
+                or not isinstance(head.get("env_vars", {}), dict)):
+            raise ImproperlyConfigured(f"FIPO_RAY_HEADS[{name!r}] must be an http(s) address or "
+                                       '{"address": ..., "env_vars": {...}}')
+        heads[str(name)] = {"address": head["address"].rstrip("/"),
+                            "env_vars": {str(k): str(v) for k, v in head.get("env_vars", {}).items()}}
+    return heads
+
+
+FIPO_DATA_ROOTS = _data_roots(_env_json("FIPO_DATA_ROOTS", {}))
+FIPO_RAY_HEADS = _ray_heads(_env_json("FIPO_RAY_HEADS", {"default": "http://127.0.0.1:8265"}))
+# Environment variables a user may give a job (fnmatch patterns); FIPO_*, LD_* and PYTHON* never.
+FIPO_JOB_ENV_ALLOW = _env_list("FIPO_JOB_ENV_ALLOW", ["NCCL_*", "CUDA_*", "HF_*", "VLLM_*", "TORCH_*",
+                                                      "OMP_NUM_THREADS", "TOKENIZERS_PARALLELISM"])
+# pip requirements a user may add to a Ray job: package names (fnmatch patterns, compared lower-case)
+# with an optional version specifier; never URLs, paths or options. Empty: no extra packages.
+FIPO_JOB_PIP_ALLOW = _env_list("FIPO_JOB_PIP_ALLOW", [])
+# Addresses (or CIDR networks) of the reverse proxies whose X-Forwarded-For is believed. Empty: the
+# client address is REMOTE_ADDR (run daphne without --proxy-headers; see docs/control-plane.md).
+FIPO_TRUSTED_PROXIES = _env_list("FIPO_TRUSTED_PROXIES", [])
+# Failed password attempts per username from all addresses together within FIPO_LOGIN_WINDOW_S.
+FIPO_LOGIN_MAX_PER_USERNAME = _env_int("FIPO_LOGIN_MAX_PER_USERNAME", 30)
+# Seconds a locked database (SQLite) answer asks the client to wait (503 + Retry-After).
+FIPO_DB_BUSY_RETRY_AFTER_S = _env_int("FIPO_DB_BUSY_RETRY_AFTER_S", 5)
+
 # (Other endpoints keep Django's DATA_UPLOAD_MAX_MEMORY_SIZE of 2.5 MB: the ingest view reads its
 # body as a stream and applies FIPO_INGEST_MAX_BYTES itself, answering 413 in the contract's shape.)
 
@@ -320,6 +388,8 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": "/api/v1",
+    # The schema lists every route and parameter: readable by logged-in users only.
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
 }
 
 # -------------------------------------------------------------------------------- logging

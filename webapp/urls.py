@@ -3,8 +3,11 @@
 from importlib.util import find_spec
 
 from django.contrib import admin
-from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView
+from django.http import HttpRequest, JsonResponse
+from django.urls import include, path, re_path
+
+from webapp.common.schema import SchemaView
+from webapp.common.throttle import throttle_login_posts
 
 
 def _optional(module: str) -> bool:
@@ -15,17 +18,28 @@ def _optional(module: str) -> bool:
         return False
 
 
+def api_not_found(request: HttpRequest) -> JsonResponse:
+    from webapp.common.errors import error_body
+
+    return JsonResponse(error_body("not_found", f"no API route {request.path}"), status=404)
+
+
 api_patterns = [
     path("", include("webapp.accounts.urls")),
     path("", include("webapp.runs.urls")),
     path("", include("webapp.tracking.urls")),
-    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("schema/", SchemaView.as_view(), name="api-schema"),
 ]
 if _optional("webapp.leaderboards.urls"):
     api_patterns.append(path("", include("webapp.leaderboards.urls")))
+# Anything else under /api/v1/ is a 404 in the API's JSON error shape (not Django's HTML page, and not
+# CommonMiddleware's APPEND_SLASH redirect, which cannot keep a POST body).
+api_patterns.append(re_path(r"^", api_not_found))
 
 urlpatterns = [
     path("api/v1/", include(api_patterns)),
+    # The admin's login page with the password throttle (matched before the admin's own route).
+    path("admin/login/", throttle_login_posts(admin.site.login)),
     path("admin/", admin.site.urls),
 ]
 

@@ -24,7 +24,7 @@ def _known(kind: str) -> list[str]:
 class PolicyLossConfig(BaseModel):
     """Hyper-parameters of the clipped policy loss and of FIPO's future-KL influence weights."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     clip_ratio_low: float = Field(
         0.2, ge=0.0, lt=1.0,

@@ -4,10 +4,11 @@ not import the error module, which imports DRF's views)."""
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from typing import Any
 
-from rest_framework.exceptions import ParseError
+from rest_framework.exceptions import ParseError, ValidationError
 from rest_framework.parsers import JSONParser
 
 
@@ -38,6 +39,31 @@ def check_storable(value: Any, _depth: int = 0) -> None:
     elif isinstance(value, list | tuple):
         for item in value:
             check_storable(item, _depth + 1)
+
+
+BIGINT_MAX = 2**63 - 1
+
+
+def number_problem(value: Any, path: str = "", _depth: int = 0) -> tuple[str, str] | None:
+    """The first (dotted path, reason) of a number no column or JSON reader can hold: a non-finite
+    float (``1e999`` parses as infinity) or an integer beyond 64 bits. None when there is none."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else (path, "numbers must be finite")
+    if isinstance(value, int) and not isinstance(value, bool):
+        return None if -BIGINT_MAX - 1 <= value <= BIGINT_MAX else (path, "integer out of range (64-bit)")
+    if _depth > 200:
+        return None  # check_storable refuses such nesting
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            found = number_problem(item, f"{path}.{key}" if path else str(key), _depth + 1)
+            if found:
+                return found
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            found = number_problem(item, f"{path}.{i}" if path else str(i), _depth + 1)
+            if found:
+                return found
+    return None
 
 
 def loads_lenient(raw: bytes, *, check: bool = True) -> Any:
@@ -71,4 +97,7 @@ class StrictJSONParser(JSONParser):
             check_storable(data)
         except UnstorableText as exc:
             raise ParseError(f"JSON parse error - {exc}") from None
+        problem = number_problem(data)
+        if problem is not None:  # a 400 naming the field, e.g. overrides.trainer.lr: numbers must be finite
+            raise ValidationError({problem[0]: [problem[1]]} if problem[0] else [problem[1]])
         return data

@@ -6,6 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.views import SpectacularAPIView
+from rest_framework.renderers import JSONRenderer
+from rest_framework.response import Response
 
 
 class ApiTokenScheme(OpenApiAuthenticationExtension):
@@ -31,3 +34,13 @@ class RunTokenScheme(OpenApiAuthenticationExtension):
 
     def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
         return {"type": "http", "scheme": "bearer", "description": "Run token (ingest endpoint only)"}
+
+
+class SchemaView(SpectacularAPIView):
+    """``/api/v1/schema/``: for logged-in users only (it maps every route and parameter, which an
+    outsider has no need for); its errors are JSON in the API's error shape, like every other route's."""
+
+    def handle_exception(self, exc: Exception) -> Response:
+        self.request.accepted_renderer = JSONRenderer()
+        self.request.accepted_media_type = JSONRenderer.media_type
+        return super().handle_exception(exc)

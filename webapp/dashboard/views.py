@@ -17,6 +17,8 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
+from webapp.common.throttle import ThrottledLoginView
+from webapp.common.utils import parse_int, parse_int_list
 from webapp.dashboard.assets import plotly_js_path, plotly_js_version
 
 _BENCHMARK = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
@@ -46,7 +48,9 @@ def index(request: HttpRequest) -> HttpResponse:
     return redirect("dashboard:runs")
 
 
-class LoginView(auth_views.LoginView):
+class LoginView(ThrottledLoginView):
+    """The login page, with the failed-password throttle of the API's token endpoint."""
+
     template_name = "dashboard/login.html"
     redirect_authenticated_user = True
 
@@ -64,8 +68,7 @@ def runs(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def run_new(request: HttpRequest) -> HttpResponse:
-    source = request.GET.get("from", "")
-    return _page(request, "dashboard/run_new.html", "run_new", clone_from=int(source) if source.isdigit() else None)
+    return _page(request, "dashboard/run_new.html", "run_new", clone_from=parse_int(request.GET.get("from"), lo=1))
 
 
 @login_required
@@ -77,15 +80,14 @@ def run_detail(request: HttpRequest, run_id: int) -> HttpResponse:
 @login_required
 @require_GET
 def run_samples(request: HttpRequest, run_id: int) -> HttpResponse:
-    step, sample = request.GET.get("step", ""), request.GET.get("sample", "")
     return _page(request, "dashboard/samples.html", "samples", run_id=run_id,
-                 step=int(step) if step.isdigit() else None, sample=int(sample) if sample.isdigit() else None)
+                 step=parse_int(request.GET.get("step"), lo=0), sample=parse_int(request.GET.get("sample"), lo=0))
 
 
 @login_required
 @require_GET
 def compare(request: HttpRequest) -> HttpResponse:
-    ids = [int(part) for part in request.GET.get("runs", "").split(",") if part.strip().isdigit()]
+    ids = parse_int_list(request.GET.get("runs"))
     return _page(request, "dashboard/compare.html", "compare", run_ids=list(dict.fromkeys(ids))[:10])
 
 

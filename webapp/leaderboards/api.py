@@ -21,6 +21,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from webapp.common.errors import ValidationFailed
+from webapp.common.utils import parse_int
 from webapp.leaderboards import selectors, services
 from webapp.leaderboards.models import LeaderboardEntry
 
@@ -63,10 +64,10 @@ def entry_data(entry: LeaderboardEntry, rank: int | None = None) -> dict[str, An
 def _int_param(value: Any, name: str) -> int | None:
     if value in (None, ""):
         return None
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise ValidationFailed(f"{name} must be an integer", fields=[{"path": name, "message": "invalid"}]) from None
+    number = parse_int(value, lo=1)
+    if number is None:
+        raise ValidationFailed(f"{name} must be an integer", fields=[{"path": name, "message": "invalid"}])
+    return number
 
 
 class BenchmarkListApi(APIView):

@@ -18,6 +18,7 @@ from django.db import transaction
 from webapp.accounts.models import Team, User
 from webapp.accounts.selectors import user_can_write
 from webapp.common.errors import NotFound, PermissionDeniedError, ValidationFailed
+from webapp.common.parsers import number_problem
 from webapp.leaderboards.models import LeaderboardEntry
 from webapp.runs.models import Run
 
@@ -41,12 +42,15 @@ def _fraction(data: Mapping[str, Any], key: str, errors: list[dict[str, str]], *
     return float(value)
 
 
+INT_COLUMN_MAX = 2**31 - 1  # PositiveIntegerField / IntegerField on PostgreSQL
+
+
 def _positive_int(data: Mapping[str, Any], key: str, errors: list[dict[str, str]]) -> int | None:
     value = data.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        errors.append({"path": key, "message": "must be a non-negative integer"})
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= INT_COLUMN_MAX:
+        errors.append({"path": key, "message": f"must be an integer between 0 and {INT_COLUMN_MAX}"})
         return None
     return value
 
@@ -89,14 +93,14 @@ def _run_protocol(run: Run) -> dict[str, Any]:
 def clean_eval_result(data: Any) -> dict[str, Any]:
     """Validated entry fields from an eval result / ``eval`` event; raises ``ValidationFailed``."""
     if not isinstance(data, Mapping):
-        raise ValidationFailed("an eval result must be a JSON object")
+        raise ValidationFailed("an eval result must be a JSON object", fields=[{"path": "result", "message": "expected an object"}])
     errors: list[dict[str, str]] = []
     fields: dict[str, Any] = {key: _fraction(data, key, errors, required=key == "pass_at_1") for key in _RATES}
     fields["k"] = _positive_int(data, "k", errors)
     fields["n_problems"] = _positive_int(data, "n_problems", errors)
     step = data.get("step")
-    if step is not None and (isinstance(step, bool) or not isinstance(step, int)):
-        errors.append({"path": "step", "message": "must be an integer"})
+    if step is not None and (isinstance(step, bool) or not isinstance(step, int) or not 0 <= step <= INT_COLUMN_MAX):
+        errors.append({"path": "step", "message": f"must be an integer between 0 and {INT_COLUMN_MAX}"})
     fields["step"] = step if isinstance(step, int) and not isinstance(step, bool) else None
     ci = data.get("pass_at_1_ci")
     low = high = None
@@ -117,6 +121,10 @@ def clean_eval_result(data: Any) -> dict[str, Any]:
         raise ValidationFailed("invalid eval result: " + "; ".join(f"{e['path']}: {e['message']}" for e in errors),
                                fields=errors)
     details = {key: data[key] for key in _DETAIL_KEYS if key in data}
+    problem = number_problem(details)
+    if problem is not None:  # stored as JSON: only finite numbers and 64-bit integers fit
+        raise ValidationFailed(f"invalid eval result: {problem[0]}: {problem[1]}",
+                               fields=[{"path": problem[0], "message": problem[1]}])
     if settings.get("model"):
         details["model"] = str(settings["model"])[:500]
     fields["details"] = details

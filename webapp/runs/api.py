@@ -29,6 +29,10 @@ def _writable_teams(user: User) -> set[int]:
     return set(Membership.objects.filter(user=user, role__in=[Role.OWNER, Role.MEMBER]).values_list("team_id", flat=True))
 
 
+def _is_owner(user: User, team_id: int) -> bool:
+    return Membership.objects.filter(user=user, team_id=team_id, role=Role.OWNER).exists()
+
+
 def run_data(run: Run, *, can_write: bool) -> dict[str, Any]:
     """The ``Run`` shape."""
     summary = run.summary or {}
@@ -45,7 +49,11 @@ def run_data(run: Run, *, can_write: bool) -> dict[str, Any]:
 
 
 def run_detail_data(run: Run, *, user: User) -> dict[str, Any]:
-    """The ``RunDetail`` shape. ``stream_pos`` is read first: everything shown is at least that new."""
+    """The ``RunDetail`` shape. ``stream_pos`` is read first: everything shown is at least that new.
+
+    ``handle`` (a pid and absolute work directory, or a cluster URL) is shown to the team's owners
+    only. ``log_tail`` is read from this machine only: a GET never waits on a cluster (the log view,
+    ``RunLogApi``, asks the launcher, with a short timeout)."""
     run.refresh_from_db()
     data = run_data(run, can_write=run.team_id in _writable_teams(user))
     data.update({
@@ -54,8 +62,9 @@ def run_detail_data(run: Run, *, user: User) -> dict[str, Any]:
         "transitions": [{"at": iso(t.at), "from": t.from_status, "to": t.to_status, "reason": t.reason}
                         for t in run.transitions.order_by("id")],
         "checkpoints": [{"step": c.step, "uri": c.uri, "at": iso(c.at)} for c in run.checkpoints.order_by("step", "id")],
-        "handle": run.handle, "last_heartbeat": iso(run.last_heartbeat),
-        "log_tail": _read_log(run, offset=None)[0],
+        "handle": run.handle if _is_owner(user, run.team_id) else None,
+        "last_heartbeat": iso(run.last_heartbeat),
+        "log_tail": _read_file(services.run_paths(run.pk)[1], None)[0] if run.launcher == "local" else "",
     })
     return data
 

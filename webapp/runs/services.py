@@ -91,7 +91,7 @@ def _clean_name(name: Any) -> str:
 
 
 def _check_team(*, user: User, team_id: Any) -> int:
-    if isinstance(team_id, bool) or not isinstance(team_id, int):
+    if isinstance(team_id, bool) or not isinstance(team_id, int) or not 0 < team_id < 2**63:
         raise ValidationFailed("team is required", fields=[{"path": "team", "message": "a team id (integer)"}])
     role = user_role(user=user, team_id=team_id)
     if role is None:  # same answer for "does not exist" and "not yours"
@@ -109,7 +109,16 @@ def run_create(*, user: User, team_id: Any, name: Any, preset: Any = None, overr
     name = _clean_name(name)
     team_id = _check_team(user=user, team_id=team_id)
     cfg = resolve_config(preset=preset, overrides=overrides, config=config)
+    _check_policy(cfg, team_id=team_id)
     return _insert_draft(user=user, team_id=team_id, name=name, cfg=cfg)
+
+
+def _check_policy(cfg: RunConfig, *, team_id: int) -> None:
+    """What the deployment allows this team's runs to read, call and install (``runs.policy``)."""
+    from webapp.accounts.models import Team
+    from webapp.runs.policy import check_run_config
+
+    check_run_config(cfg, team_id=team_id, team_name=Team.objects.get(pk=team_id).name)
 
 
 def _insert_draft(*, user: User, team_id: int, name: str, cfg: RunConfig) -> Run:
@@ -131,6 +140,7 @@ def run_clone(*, user: User, run: Run) -> Run:
     """A new draft with the same config in the same team, named ``<name> (copy)``."""
     access_run_write(user=user, run=run)
     cfg = resolve_config(config=run.config)  # a config from an older schema fails as a 400, not a 500
+    _check_policy(cfg, team_id=run.team_id)
     name = f"{run.name} (copy)"[:MAX_NAME_LENGTH]
     return _insert_draft(user=user, team_id=run.team_id, name=name, cfg=cfg)
 
@@ -190,6 +200,8 @@ def run_launch(*, run: Run, user: User) -> Run:
         locked = run_lock(run.pk)
         if locked.status != RunStatus.DRAFT:
             raise Conflict(f"only drafts can be launched; this run is {locked.status}")
+        # Checked again: the deployment's roots, heads and allow-lists may have changed since create.
+        _check_policy(resolve_config(config=locked.config), team_id=locked.team_id)
         _transition_locked(run=locked, to=RunStatus.QUEUED, reason=f"launched by {user.username}")
         transaction.on_commit(lambda: launch_run.delay(locked.pk))
     return locked
@@ -224,11 +236,21 @@ def run_paths(run_id: int) -> tuple[Path, Path]:
 
 
 def _launch_spec(run: Run, token: str) -> Any:
-    from worker.launchers import LaunchSpec
+    from worker.launchers import LauncherError, LaunchSpec
 
     workdir, log_path = run_paths(run.pk)
+    address: str | None = None
+    env: dict[str, str] = {}
+    if run.launcher == "ray":  # the deployment's head by name, with the deployment's job variables
+        from webapp.runs.policy import ray_head
+
+        head_name = ((run.config.get("launcher") or {}).get("ray") or {}).get("head", "default")
+        try:
+            address, env = ray_head(head_name)
+        except ValidationFailed:
+            raise LauncherError(f"the Ray head {head_name!r} is not configured on this deployment") from None
     return LaunchSpec(run_id=str(run.pk), config=run.config, server_url=settings.FIPO_SERVER_URL, token=token,
-                      workdir=workdir, log_path=log_path)
+                      workdir=workdir, log_path=log_path, env=env, address=address)
 
 
 def run_start_job(run_id: int) -> bool:
@@ -248,8 +270,8 @@ def run_start_job(run_id: int) -> bool:
         run.token_hash = token_hash(token)
         run.save(update_fields=["token_hash", "updated_at"])
         _transition_locked(run=run, to=RunStatus.STARTING, reason=f"starting with the {run.launcher} launcher")
-    spec = _launch_spec(run, token)
     try:
+        spec = _launch_spec(run, token)
         spec.workdir.mkdir(parents=True, exist_ok=True)
         handle = get_launcher(run.launcher).start(spec)
     except (LauncherError, OSError) as exc:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
@@ -16,11 +18,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from webapp.common.auth import RunTokenAuthentication, header_credentials
+from webapp.common.auth import RunTokenAuthentication, header_credentials, token_hash
 from webapp.common.errors import (
     ApplicationError,
     NotAuthenticated,
     PayloadTooLarge,
+    Throttled,
     ValidationFailed,
     error_body,
 )
@@ -88,6 +91,7 @@ def ingest_events(request: HttpRequest, run_id: int) -> HttpResponse:
             raise NotAuthenticated(str(exc.detail)) from None
         if token is None:
             raise NotAuthenticated(str(drf_exceptions.NotAuthenticated.default_detail))
+        _check_rate(run_id, token)
         events: Any = None
         body_error: ApplicationError | None = None
         check_text = False
@@ -105,8 +109,34 @@ def ingest_events(request: HttpRequest, run_id: int) -> HttpResponse:
         response = _json_response(error_body(exc.code, exc.message, exc.fields), status=exc.status)
         if isinstance(exc, NotAuthenticated):
             response["WWW-Authenticate"] = RunTokenAuthentication.keyword
+        if isinstance(exc, Throttled) and exc.retry_after:
+            response["Retry-After"] = str(exc.retry_after)
         return response
     return _json_response(result.as_dict())
+
+
+RATE_WINDOW_S = 10
+
+
+def _check_rate(run_id: int, token: str) -> None:
+    """At most ``FIPO_INGEST_MAX_REQUESTS_PER_S`` requests per second per run (over a 10 s window),
+    before any database work. Keyed on the token too: requests with made-up tokens count in buckets
+    of their own and cannot use up the real trainer's."""
+    limit = settings.FIPO_INGEST_MAX_REQUESTS_PER_S * RATE_WINDOW_S
+    if limit <= 0:
+        return
+    window = int(time.time()) // RATE_WINDOW_S
+    key = f"fipo:ingest-rate:{run_id}:{token_hash(token)[:16]}:{window}"
+    cache.add(key, 0, timeout=RATE_WINDOW_S * 2)
+    try:
+        count = cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.set(key, 1, timeout=RATE_WINDOW_S * 2)
+        count = 1
+    if count > limit:
+        wait = RATE_WINDOW_S - int(time.time()) % RATE_WINDOW_S
+        raise Throttled(f"at most {settings.FIPO_INGEST_MAX_REQUESTS_PER_S} ingest requests per second per run; "
+                        f"retry in {wait} s", retry_after=wait)
 
 
 def _read_body(request: HttpRequest) -> bytes:

@@ -9,7 +9,10 @@ whose notices cannot reach this one), makes it read what is new. One lock serial
 sends, and ``last_pos`` only grows, so a client never sees an item twice or out of order.
 
 Close codes (sent after the handshake, so browsers see them): 4401 not logged in, 4404 run not
-found or not in the user's teams.
+found or not in the user's teams, 4403 access lost while connected (the user left or was removed
+from the team, or was deactivated). Access is re-checked when the user's memberships change (a notice
+to the user's group, ``stream.notify_user_access_on_commit``) and on every poll tick, whether or
+not the stream is idle, so a missed notice costs at most ``FIPO_WS_POLL_S``.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
 
+from webapp.accounts.models import User
 from webapp.accounts.selectors import user_team_ids
 from webapp.runs.models import Run
 from webapp.tracking import stream
@@ -33,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 CLOSE_NOT_AUTHENTICATED = 4401
 CLOSE_NOT_FOUND = 4404
+CLOSE_ACCESS_LOST = 4403
 BATCH = 500
 
 
@@ -64,7 +69,9 @@ class _StreamConsumer(AsyncJsonWebsocketConsumer):
             return
         self._lock = asyncio.Lock()
         self._last_notice = time.monotonic()
-        self.groups_to_join = self.group_names()
+        self._closed = False
+        self.user = user
+        self.groups_to_join = [*self.group_names(), stream.user_group(user.pk)]
         for group in self.groups_to_join:
             await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
@@ -104,13 +111,40 @@ class _StreamConsumer(AsyncJsonWebsocketConsumer):
                     return
         await self.send_new()
 
+    async def access_changed(self, event: dict[str, Any]) -> None:
+        """The user's memberships changed: close with 4403 if this stream is no longer theirs."""
+        await self.recheck()
+
+    async def recheck(self) -> bool:
+        """Re-run the access check; False (and the socket closed with 4403) when access is gone."""
+        if self._closed:
+            return False
+        if await self.still_allowed():
+            return True
+        self._closed = True
+        poller = getattr(self, "_poller", None)
+        if poller is not None and poller is not asyncio.current_task():
+            poller.cancel()
+        await self.close(code=CLOSE_ACCESS_LOST)
+        return False
+
     async def poll(self) -> None:
-        """Read what is new when no notice came for ``FIPO_WS_POLL_S`` seconds: a busy stream is
-        kept current by its notices (and a gap in them triggers a read), so polling only has to
-        cover writes that send no notice here, which then show up within one interval."""
+        """Every ``FIPO_WS_POLL_S`` seconds re-check access; read what is new when no notice came
+        for that long: a busy stream is kept current by its notices (and a gap in them triggers a
+        read), so polling only has to cover writes that send no notice here."""
         interval = settings.FIPO_WS_POLL_S
+        last_check = time.monotonic()
         while True:
-            await asyncio.sleep(max(0.05, self._last_notice + interval - time.monotonic()))
+            await asyncio.sleep(max(0.05, min(last_check, self._last_notice) + interval - time.monotonic()))
+            if time.monotonic() - last_check >= interval:
+                last_check = time.monotonic()
+                try:
+                    if not await self.recheck():
+                        return
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    logger.warning("websocket access check failed", exc_info=True)
             if time.monotonic() - self._last_notice < interval:
                 continue
             self._last_notice = time.monotonic()
@@ -122,6 +156,8 @@ class _StreamConsumer(AsyncJsonWebsocketConsumer):
                 logger.warning("websocket poll failed", exc_info=True)
 
     async def send_new(self) -> None:
+        if self._closed:
+            return
         async with self._lock:
             while True:
                 messages = await self.fetch(self.last_pos)
@@ -134,6 +170,9 @@ class _StreamConsumer(AsyncJsonWebsocketConsumer):
 
     # --- specialised by the two consumers
     async def authorize(self, user: Any) -> bool:
+        raise NotImplementedError
+
+    async def still_allowed(self) -> bool:
         raise NotImplementedError
 
     def group_names(self) -> list[str]:
@@ -154,7 +193,12 @@ class RunStreamConsumer(_StreamConsumer):
         return await database_sync_to_async(self._visible)(user)
 
     def _visible(self, user: Any) -> bool:
+        if not User.objects.filter(pk=user.pk, is_active=True).exists():
+            return False
         return Run.objects.filter(pk=self.run_id, team_id__in=user_team_ids(user=user)).exists()
+
+    async def still_allowed(self) -> bool:
+        return await database_sync_to_async(self._visible)(self.user)
 
     def group_names(self) -> list[str]:
         return [stream.run_group(self.run_id)]
@@ -173,6 +217,23 @@ class UserRunsConsumer(_StreamConsumer):
 
     async def authorize(self, user: Any) -> bool:
         self.team_ids = await database_sync_to_async(user_team_ids)(user=user)
+        return True
+
+    async def still_allowed(self) -> bool:
+        """False when a team was left (its runs' statuses must stop); a team joined is simply added."""
+        def current() -> list[int] | None:
+            if not User.objects.filter(pk=self.user.pk, is_active=True).exists():
+                return None
+            return user_team_ids(user=self.user)
+
+        now = await database_sync_to_async(current)()
+        if now is None or set(self.team_ids) - set(now):
+            return False
+        for team_id in set(now) - set(self.team_ids):
+            group = stream.team_group(team_id)
+            await self.channel_layer.group_add(group, self.channel_name)
+            self.groups_to_join.append(group)
+        self.team_ids = now
         return True
 
     def group_names(self) -> list[str]:

@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from webapp.common.parsers import UnstorableText, check_storable
+from webapp.common.parsers import UnstorableText, check_storable, number_problem
 
 EVENT_TYPES = ("metric", "sample", "status", "checkpoint", "eval", "log")
 STATUS_STATES = ("running", "succeeded", "failed")
@@ -217,6 +217,11 @@ def _eval(raw: dict[str, Any]) -> dict[str, Any]:
     for key in ("pass_at_1", "pass_at_k", "cons_at_k"):
         if key in raw:
             payload[key] = _number(raw[key], key)
+    # The rest is stored as sent (JSON): a number no JSON column holds makes the event unstorable for
+    # good, so it is rejected on its own (the client drops it) instead of failing the whole batch.
+    problem = number_problem(payload)
+    if problem is not None:
+        raise Rejected(f"{problem[0]}: {problem[1]}")
     return payload
 
 

@@ -15,11 +15,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
 from webapp.common.auth import token_hash
-from webapp.common.errors import NotAuthenticated, PermissionDeniedError, ValidationFailed
+from webapp.common.errors import NotAuthenticated, PayloadTooLarge, PermissionDeniedError, ValidationFailed
 from webapp.runs.models import FINAL_STATUSES, Checkpoint, Run, RunStatus
 from webapp.runs.services import _transition_locked, run_lock
 from webapp.tracking.codec import pack_sample_arrays
@@ -109,6 +110,12 @@ def events_ingest_with_token(*, run_id: int, token: str, events: Any = None, che
         return _ingest_locked(run, events, check_text)
 
 
+def metric_value_count(events: list[Any]) -> int:
+    """Metric values in a batch (what the points cap counts)."""
+    return sum(len(e["values"]) for e in events
+               if type(e) is dict and e.get("type") == "metric" and type(e.get("values")) is dict)
+
+
 def _check_batch(events: Any) -> None:
     if not isinstance(events, list):
         raise ValidationFailed("the body must be a JSON list of events",
@@ -116,6 +123,13 @@ def _check_batch(events: Any) -> None:
     if len(events) > MAX_EVENTS_PER_BATCH:
         raise ValidationFailed(f"at most {MAX_EVENTS_PER_BATCH} events per request",
                                fields=[{"path": "", "message": "too many events"}])
+    # One batch is one transaction holding the run's lock (and on SQLite the database's write lock):
+    # bounded, so one team's big batch cannot keep another team's writes waiting for long.
+    limit = settings.FIPO_INGEST_MAX_POINTS
+    points = metric_value_count(events)
+    if points > limit:
+        raise PayloadTooLarge(f"at most {limit} metric values per request (this one has {points}); "
+                              "send them in smaller batches")
 
 
 def _check_open(run: Run) -> None:

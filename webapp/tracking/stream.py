@@ -57,6 +57,30 @@ def team_group(team_id: int) -> str:
     return f"fipo.team.{team_id}"
 
 
+def user_group(user_id: int) -> str:
+    """Every websocket of one user: told when the user's memberships change (access re-checked)."""
+    return f"fipo.user.{user_id}"
+
+
+ACCESS_TYPE = "access.changed"
+
+
+def notify_user_access_on_commit(*, user_id: int) -> None:
+    """After the commit, make the user's open websockets re-check what they may see (4403 if no longer)."""
+    group = user_group(user_id)
+
+    def send() -> None:
+        layer = get_channel_layer()
+        if layer is None or (_in_worker_process and isinstance(layer, InMemoryChannelLayer)):
+            return
+        try:
+            async_to_sync(layer.group_send)(group, {"type": ACCESS_TYPE})
+        except Exception:  # consumers also re-check on every poll tick
+            logger.warning("could not send access notice to %s", group, exc_info=True)
+
+    transaction.on_commit(send)
+
+
 def stream_append(*, run: Run, items: Sequence[tuple[str, dict[str, Any], int | None]]) -> None:
     """Append ``(type, data, seq)`` items to a run's stream. The caller holds the run's row lock
     (``select_for_update``) inside ``transaction.atomic`` and saves ``run.stream_pos`` afterwards.

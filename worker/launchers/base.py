@@ -25,6 +25,9 @@ class LaunchSpec:
     workdir: Path
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
+    # The Ray head to submit to, chosen by the control plane from its settings (None: the CLI's
+    # ``launcher.ray.address``). A user's config never names an address the worker calls.
+    address: str | None = None
 
 
 @dataclass(frozen=True)

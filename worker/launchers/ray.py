@@ -14,10 +14,19 @@ The handle stored in the run row is the job's URL, ``http://head:8265/api/jobs/f
 restarted worker can poll and cancel jobs it did not submit. ``submission_id`` is derived from the run
 id, so a Celery retry re-submits the same id; Ray answers HTTP 500 "already exists", which we treat
 as success (the job is there). The runtime env carries the exact config (``FIPO_CONFIG_JSON``), the
-control-plane URL and the run token; nothing else travels (no ``working_dir`` upload).
+control-plane URL and the run token (in the environment only: never on a command line, where ``ps``
+shows it); nothing else travels (no ``working_dir`` upload). The deployment's own variables
+(``LaunchSpec.env``) and the control plane's are applied after the user's ``env_vars``, so a user
+cannot override them.
 
-An unreachable head is retried with exponential backoff and then fails with a ``LauncherError`` that
-says which address could not be reached: never a silent hang.
+Which head: the control plane passes the address of a head the deployment configured
+(``LaunchSpec.address``, settings ``FIPO_RAY_HEADS``); only the CLI uses ``launcher.ray.address``.
+
+What a head answers is never copied into a message a user sees (such text could come from any
+internal service): errors name the head's HTTP status and what was wrong with the answer
+("the Ray head answered an unexpected response (HTTP 200, not JSON)"). An unreachable head is
+retried with exponential backoff and then fails with a ``LauncherError``: never a silent hang. Log
+reads (the run page's log view) make one short attempt, no retries.
 """
 
 from __future__ import annotations
@@ -85,9 +94,8 @@ def native_entrypoint(run_id: str) -> str:
     run_dir = f"${{FIPO_RUNS_DIR:-/tmp/fipo-runs}}/{shlex.quote(str(run_id))}"
     return (
         f'mkdir -p "{run_dir}" && printf %s "$FIPO_CONFIG_JSON" > "{run_dir}/config.json" && '
-        f'exec "${{FIPO_PYTHON:-python3}}" -m fipo_engine.cli train "{run_dir}/config.json" --out "{run_dir}" '
-        f'--server "$FIPO_SERVER_URL" --run-id "$FIPO_RUN_ID" --token "$FIPO_RUN_TOKEN"'
-    )
+        f'exec "${{FIPO_PYTHON:-python3}}" -m fipo_engine.cli train "{run_dir}/config.json" --out "{run_dir}"'
+    )  # the trainer reads FIPO_SERVER_URL / FIPO_RUN_ID / FIPO_RUN_TOKEN from its environment
 
 
 def openrlhf_job(config: Mapping[str, Any]) -> tuple[str, str]:
@@ -103,13 +111,13 @@ def build_submission(spec: LaunchSpec) -> dict[str, Any]:
     """The JSON body of ``POST /api/jobs/`` for a run (pure: tested without a cluster)."""
     ray_cfg = (spec.config.get("launcher") or {}).get("ray") or {}
     engine = ray_cfg.get("engine", "native")
-    env_vars: dict[str, str] = {
+    env_vars: dict[str, str] = {  # the user's first: the deployment's and ours win
+        **{str(k): str(v) for k, v in (ray_cfg.get("env_vars") or {}).items()},
+        **{str(k): str(v) for k, v in spec.env.items()},
         "FIPO_CONFIG_JSON": json.dumps(spec.config, separators=(",", ":")),
         "FIPO_SERVER_URL": spec.server_url,
         "FIPO_RUN_ID": str(spec.run_id),
         "FIPO_RUN_TOKEN": spec.token,
-        **{str(k): str(v) for k, v in (ray_cfg.get("env_vars") or {}).items()},
-        **{str(k): str(v) for k, v in spec.env.items()},
     }
     runtime_env: dict[str, Any] = {"env_vars": env_vars}
     if ray_cfg.get("pip"):
@@ -149,56 +157,73 @@ class RayJobsClient:
                 self.sleep(self.backoff_s * 2 ** (attempt - 1))
             try:
                 response = httpx.request(method, url, json=body, timeout=self.timeout_s)
-            except httpx.TransportError as exc:
-                last = f"{type(exc).__name__}: {exc}"
+            except httpx.TimeoutException:
+                last = "no answer in time"
+                continue
+            except httpx.TransportError:
+                last = "no connection"  # not the OS's reason: "refused" vs "timed out" maps ports
                 continue
             if response.status_code in _RETRY_STATUS:
                 last = f"HTTP {response.status_code}"
                 continue
             return response
-        raise LauncherError(
-            f"Ray head at {self.address} unreachable after {self.attempts} attempts ({method} {path}): {last}"
-        )
+        raise LauncherError(f"the Ray head could not be reached after {self.attempts} attempts ({last})")
 
     def submit(self, body: dict[str, Any]) -> str:
         response = self.request("POST", JOBS_PATH, body)
         if response.status_code == 200:
-            return response.json().get("submission_id", body["submission_id"])
-        if response.status_code == 500 and "already exists" in response.text:
+            sub_id = _json_object(response).get("submission_id", body["submission_id"])
+            if not isinstance(sub_id, str) or not sub_id or "/" in sub_id or len(sub_id) > 200:
+                raise LauncherError(unexpected(response, "no usable submission id"))
+            return sub_id
+        if response.status_code == 500 and "already exists" in response.text[:100_000]:
             return body["submission_id"]  # a retried submission: the job is already there
-        raise LauncherError(f"Ray refused the job: HTTP {response.status_code}: {_tail(response.text)}")
+        raise LauncherError(f"the Ray head refused the job (HTTP {response.status_code})")
 
     def info(self, submission_id: str) -> dict[str, Any] | None:
         response = self.request("GET", f"{JOBS_PATH}{submission_id}")
         if response.status_code == 404:
             return None
         _raise_for(response, "status")
-        return response.json()
+        return _json_object(response)
 
     def logs(self, submission_id: str) -> str:
         response = self.request("GET", f"{JOBS_PATH}{submission_id}/logs")
         if response.status_code == 404:
             return ""
         _raise_for(response, "logs")
-        return str(response.json().get("logs", ""))
+        logs = _json_object(response).get("logs", "")
+        if not isinstance(logs, str):
+            raise LauncherError(unexpected(response, "no log text"))
+        return logs
 
     def stop(self, submission_id: str) -> bool:
         response = self.request("POST", f"{JOBS_PATH}{submission_id}/stop")
         if response.status_code == 404:
             return False
         _raise_for(response, "stop")
-        return bool(response.json().get("stopped", False))
+        return bool(_json_object(response).get("stopped", False))
 
 
-def _tail(text: str, limit: int = 400) -> str:
-    """The end of a Ray error body (a Python traceback whose last line is the reason)."""
-    text = text.strip()
-    return text if len(text) <= limit else "..." + text[-limit:]
+def unexpected(response: httpx.Response, what: str) -> str:
+    """The user-visible description of a bad answer: its status and what was wrong, never its text."""
+    return f"the Ray head answered an unexpected response (HTTP {response.status_code}, {what})"
+
+
+def _json_object(response: httpx.Response) -> dict[str, Any]:
+    """The answer's JSON object, or a ``LauncherError`` saying it was not one."""
+    try:
+        data = response.json()
+    except ValueError:  # JSONDecodeError, UnicodeDecodeError
+        raise LauncherError(unexpected(response, "not JSON")) from None
+    if not isinstance(data, dict):
+        raise LauncherError(unexpected(response, "not a JSON object"))
+    return data
 
 
 def _raise_for(response: httpx.Response, what: str) -> None:
     if response.status_code != 200:
-        raise LauncherError(f"Ray job {what} failed: HTTP {response.status_code}: {_tail(response.text)}")
+        raise LauncherError(f"the Ray job {what} request failed (HTTP {response.status_code})")
 
 
 def status_from_info(info: dict[str, Any] | None) -> JobStatus:
@@ -206,9 +231,11 @@ def status_from_info(info: dict[str, Any] | None) -> JobStatus:
     if info is None:
         return JobStatus("unknown", "the Ray head does not know this job (head restarted?)")
     state = map_state(info.get("status", ""))
-    message = str(info.get("message") or "")
+    # Ray's own message for the job (e.g. "Job entrypoint command failed with exit code 1"): shown to
+    # the run's team, so only a bounded, single-paragraph excerpt of it.
+    message = str(info.get("message") or "")[:500]
     if state == "unknown":
-        message = f"unexpected Ray job status {info.get('status')!r}: {message}"
+        message = "the Ray head reported a job status this control plane does not know"
     code = info.get("driver_exit_code")
     return JobStatus(state, message, int(code) if isinstance(code, int) else None)
 
@@ -220,17 +247,19 @@ class RayLauncher:
     name = "ray"
 
     def __init__(self, *, attempts: int = 5, backoff_s: float = 0.5, timeout_s: float = 10.0,
-                 stop_poll_s: float = 0.5) -> None:
+                 stop_poll_s: float = 0.5, log_timeout_s: float = 3.0) -> None:
         self.attempts = attempts
         self.backoff_s = backoff_s
         self.timeout_s = timeout_s
         self.stop_poll_s = stop_poll_s
+        self.log_timeout_s = log_timeout_s
 
     def client(self, address: str) -> RayJobsClient:
         return RayJobsClient(address, timeout_s=self.timeout_s, attempts=self.attempts, backoff_s=self.backoff_s)
 
     def start(self, spec: LaunchSpec) -> str:
-        address = ((spec.config.get("launcher") or {}).get("ray") or {}).get("address", "http://127.0.0.1:8265")
+        address = spec.address or ((spec.config.get("launcher") or {}).get("ray") or {}).get(
+            "address", "http://127.0.0.1:8265")
         body = build_submission(spec)
         sub_id = self.client(address).submit(body)
         return job_url(address, sub_id)
@@ -258,10 +287,12 @@ class RayLauncher:
         """Driver-log text from byte ``offset`` (all of it by default), never splitting a UTF-8 character.
 
         Ray serves only the whole log, so we slice it here; nothing is written (the web process
-        calls this for the run page). ``spec_log_path`` is unused: the log lives on the Ray head.
+        calls this for the run page's log view: one attempt with a short timeout, so a slow head
+        costs a page at most ``log_timeout_s``). ``spec_log_path`` is unused: the log lives on the head.
         """
         address, sub_id = split_handle(handle)
-        data = self.client(address).logs(sub_id).encode()
+        client = RayJobsClient(address, timeout_s=self.log_timeout_s, attempts=1)
+        data = client.logs(sub_id).encode()
         if offset > len(data):  # the head restarted and its log began again
             offset = 0
         chunk = data[offset:] if max_bytes is None else data[offset: offset + max_bytes]

@@ -1,0 +1,46 @@
+"""Middleware of the web app."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from django.conf import settings
+from django.db import OperationalError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from webapp.common.errors import error_body
+
+logger = logging.getLogger(__name__)
+
+# What "the database is busy, try again" looks like: SQLite's write lock, PostgreSQL's lock and
+# statement timeouts, and a connection pool with no free connection.
+_BUSY = ("database is locked", "database table is locked", "lock timeout", "statement timeout",
+         "couldn't get a connection", "pool timeout")
+
+
+def is_busy(exc: BaseException) -> bool:
+    """Whether ``exc`` means the database was too busy, not that the request was wrong."""
+    text = str(exc).lower()
+    return isinstance(exc, OperationalError) and any(part in text for part in _BUSY)
+
+
+class DatabaseBusyMiddleware:
+    """A request that found the database locked (another team's large write, a long migration)
+    answers 503 with ``Retry-After`` instead of 500: nothing was written (its transaction rolled
+    back), and clients such as the tracking client retry 503s."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not is_busy(exception):
+            return None
+        logger.warning("database busy on %s %s: %s", request.method, request.path, exception)
+        wait = settings.FIPO_DB_BUSY_RETRY_AFTER_S
+        response = JsonResponse(error_body("database_busy", f"the database is busy; retry in {wait} s"), status=503)
+        response["Retry-After"] = str(wait)
+        return response
