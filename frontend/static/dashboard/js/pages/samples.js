@@ -115,7 +115,7 @@ async function openSample(id) {
     h("p.small.muted", {}, "Click a response token (or focus it with the keyboard) to see where its future-KL came from."));
   body.replaceChildren(
     h("div.row.small.muted", {}, `reward ${fmt(s.reward)} · ${s.correct ? "correct" : "not correct"} · ${fmt(s.length)} tokens`,
-      mb ? h("span.mb", { id: "minibatch", "data-minibatch": String(s.minibatch) }, ` · trained in ${mb.text}`) : null),
+      mb ? h("span.mb", { id: "minibatch", "data-minibatch": String(s.minibatch) }, `· trained in ${mb.text}`) : null),
     mb ? h("p.small.mb-note", { id: "minibatch-note" }, mb.note) : null,
     h("h3", { style: "margin-top:.6rem" }, "Prompt"), h("pre.prompt", {}, s.prompt || ""),
     h("h3", {}, "Response tokens"), channelBar, legend, strip, explain, h("div", { style: "height:.5rem" }), tokens);
