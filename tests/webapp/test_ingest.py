@@ -240,13 +240,17 @@ def test_samples_listing_explains_fipo_settings_and_summarises_positions(
     assert fipo["ln_c"] == pytest.approx(math.log(loss.clip_ratio_c))
     assert (fipo["weight_low"], fipo["weight_high"]) == (1.0, 1.0 + loss.future_kl_clip_ratio)
     assert fipo["safety_thresh"] == loss.safety_thresh and fipo["safety_band"] == [0.8, 1.0]
-    # the summary covers every sample of the step, whatever the filter (none passes min_reward=5 here)
-    assert listing["results"] == [] and listing["step"] == 1
-    positions = listing["positions"]
-    assert positions["samples"] == 2
+    assert listing["results"] == [] and listing["step"] == 1  # none passes min_reward=5
+    # the position summary covers every sample of the step (default: the latest step)
+    positions = client_for(member).get(f"/api/v1/runs/{run.pk}/samples/positions/?step=1").json()
+    assert positions["step"] == 1 and positions["samples"] == 2
     assert positions["channels"]["future_kl"] == {"start": [0, 1, 2], "mean": [0.375, 0.25, None],
                                                   "count": [2, 1, 0]}
     assert positions["channels"]["influence"]["mean"] == pytest.approx([1.15, 1.0, 1.0], abs=1e-3)
+    latest = client_for(member).get(f"/api/v1/runs/{run.pk}/samples/positions/").json()
+    assert latest["step"] == 2 and latest["channels"]["future_kl"]["mean"] == [9.0]
+    bad = client_for(member).get(f"/api/v1/runs/{run.pk}/samples/positions/?step=x")
+    assert bad.status_code == 400 and "step" in bad.text
 
 
 def test_position_profile_buckets_long_samples() -> None:

@@ -167,8 +167,21 @@ class RunSamplesApi(APIView):
         )
         return Response({"steps": steps, "step": step,
                          "results": [services.sample_summary(s, prompt=s.prompt_head) for s in samples],
-                         "fipo": fipo_settings(run.config),
-                         "positions": selectors.step_position_summary(run=run, step=step)})
+                         "fipo": fipo_settings(run.config)})
+
+
+class RunSamplePositionsApi(APIView):
+    """The per-step position summary, apart from the list: it decodes every sample of the step, and
+    the page asks for it after the selected sample is drawn, off the 20k-token render's critical path."""
+
+    @extend_schema(parameters=[OpenApiParameter("step", int)], responses=OpenApiTypes.OBJECT)
+    def get(self, request: Request, run_id: int) -> Response:
+        run = run_get(user=request.user, run_id=run_id)
+        step = int_param(request.query_params, "step", lo=0, hi=2**31)
+        if step is None:
+            steps = selectors.sample_steps(run=run)
+            step = steps[-1] if steps else None
+        return Response({"step": step, **selectors.step_position_summary(run=run, step=step)})
 
 
 class SampleDetailApi(APIView):

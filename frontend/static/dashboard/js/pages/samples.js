@@ -46,7 +46,6 @@ async function loadList() {
   }
   steps = data.steps || [];
   fipo = data.fipo || null;
-  renderPositionSummary(summaryBox, data.positions, fipo);
   const results = data.results || [];
   if (step === null && results.length) step = results[0].step;
   if (step === null && steps.length) step = steps[steps.length - 1];
@@ -57,6 +56,8 @@ async function loadList() {
   document.getElementById("step-next").disabled = !steps.length || steps.indexOf(step) >= steps.length - 1;
   setQuery({ step, sample: sampleId, reward: rewardSel.value, order: orderSel.value });
   if (!results.length) {
+    if (step !== null) loadPositions(step);
+    else renderPositionSummary(summaryBox, null, fipo);
     showState(listBox, "empty", steps.length ? "No samples match the filter at this step." : "No samples logged yet.",
       steps.length ? "Change the reward filter or the step." : "The trainer sends trainer.log_samples samples per step.");
     return;
@@ -77,7 +78,19 @@ async function loadList() {
     h("th.num", {}, "Tokens"), h("th.num", { title: "Mini-batch of the rollout batch it was trained in" }, "MB"),
     h("th", {}, "Prompt"))), tbody));
   const want = results.find((s) => s.id === sampleId) ? sampleId : results[0].id;
-  openSample(want);
+  openSample(want).finally(() => loadPositions(step));
+}
+
+/** The step's credit by position: asked for once the selected sample is drawn (it decodes every sample). */
+let positionsSeq = 0;
+async function loadPositions(forStep) {
+  const seq = ++positionsSeq;
+  try {
+    const data = await api(`runs/${runId}/samples/positions/`, { params: { step: forStep } });
+    if (seq === positionsSeq && forStep === step) renderPositionSummary(summaryBox, data, fipo);
+  } catch (exc) {
+    if (seq === positionsSeq) showState(summaryBox, "error", "Could not load the summary.", exc.message);
+  }
 }
 
 function mbTitle(s) {
