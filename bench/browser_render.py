@@ -1,6 +1,6 @@
 """Render time of the heaviest dashboard pages in headless Chromium, against a live daphne.
 
-1. Samples page with one 20,480-token sample carrying all 8 per-token channels: time from
+1. Samples page with one 20,480-token sample carrying all 9 per-token channels: time from
    navigation start until every token is in the DOM (API fetches included), the heatmap's own
    share, and a channel switch. Baseline in the same browser: the naive rendering (one span and
    two listeners per token, appended at once, then a forced layout).
@@ -9,13 +9,18 @@
    downsamples to max_points per series, min/max preserved). Baseline: the same page with 1,000
    points per chart.
 
+3. Token explanation (issue 12) on that sample: focus token 100 (20k later tokens contribute) until
+   the panel is filled, to the next frame. Baseline: the naive panel, one table row per contributing
+   token (20k rows), then a forced layout.
+
 Targets (issue 5): sample < 1 s, run page < 2 s.
-Usage: .venv/bin/python bench/browser_render.py [--reps 3] [--points 100000]
+Usage: .venv/bin/python bench/browser_render.py [--reps 3] [--points 100000] [--skip-charts]
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import sys
 import tempfile
@@ -37,6 +42,34 @@ from webapp.dashboard.synthetic import sample_event  # noqa: E402
 TWELVE_KEYS = ["reward/mean", "accuracy/mean", "advantage/mean_length_weighted", "response_length/mean",
                "response_length/clip_ratio", "sampling/num_gen_batches", "sampling/kept_group_fraction",
                "actor/pg_loss", "actor/pg_clipfrac", "actor/ppo_kl", "actor/influence_weights_mean", "actor/entropy"]
+
+EXPLAIN_JS = """(t) => new Promise(res => {
+  if (!document.getElementById('explain')) return res(null);  // code before issue 12
+  const span = document.querySelector(`#tokens span[data-i='${t}']`);
+  span.tabIndex = -1;
+  const t0 = performance.now();
+  span.focus();
+  if (document.getElementById('explain').dataset.token !== String(t)) throw new Error('no explanation');
+  requestAnimationFrame(() => setTimeout(() => res(performance.now() - t0), 0));
+})"""
+
+NAIVE_EXPLAIN_JS = """({sample, t}) => {
+  const lr = sample.channels.log_ratio, g = 2 ** (-1 / 32);
+  if (!lr) return null;  // samples before issue 12
+  const t0 = performance.now();
+  const table = document.createElement('table');
+  for (let k = t, d = 1; k < lr.length; k++, d *= g) {
+    const tr = table.insertRow();
+    tr.insertCell().textContent = sample.tokens[k];
+    tr.insertCell().textContent = String(lr[k]);
+    tr.insertCell().textContent = String(d * lr[k]);
+  }
+  document.body.append(table);
+  table.getBoundingClientRect();
+  const ms = performance.now() - t0;
+  table.remove();
+  return ms;
+}"""
 
 NAIVE_JS = """(sample) => {
   const root = document.createElement('div');
@@ -101,6 +134,7 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--points", type=int, default=100_000)
     parser.add_argument("--tokens", type=int, default=20_480)
+    parser.add_argument("--skip-charts", action="store_true", help="only the samples page (cases 1 and 3)")
     args = parser.parse_args()
     reason = browser_skip_reason()
     if reason:
@@ -124,7 +158,7 @@ def main() -> None:
         server.api().get(f"/samples/{sample_id}/").raise_for_status()
         api_ms = (time.perf_counter() - t0) * 1000
         sample_rows = []
-        load_ms, heat_ms, switch_ms, naive_ms, first_ms = [], [], [], [], []
+        load_ms, heat_ms, switch_ms, naive_ms, first_ms, explain_ms, naive_explain_ms = [], [], [], [], [], [], []
         for _ in range(args.reps):
             page.goto(f"/runs/{run['id']}/samples/?step=1&sample={sample_id}")
             page.wait_for_selector(f"#tokens[data-rendered='{args.tokens}']")
@@ -139,7 +173,9 @@ def main() -> None:
             })"""))
             sample = page.evaluate("() => fetch('/api/v1/samples/' + document.querySelector('tr[data-sample]').dataset.sample + '/').then(r => r.json())")
             naive_ms.append(page.evaluate(NAIVE_JS, sample))
-        sample_rows.append((f"samples page, {args.tokens:,} tokens x 8 channels: navigation -> all tokens in DOM",
+            explain_ms.append(page.evaluate(EXPLAIN_JS, 100))
+            naive_explain_ms.append(page.evaluate(NAIVE_EXPLAIN_JS, {"sample": sample, "t": 100}))
+        sample_rows.append((f"samples page, {args.tokens:,} tokens x 9 channels: navigation -> all tokens in DOM",
                             f"{med(load_ms):.0f}", f"{min(load_ms):.0f}", "< 1000"))
         sample_rows.append(("  navigation -> first screen of tokens in DOM (first chunk)", f"{med(first_ms):.0f}",
                             f"{min(first_ms):.0f}", ""))
@@ -151,6 +187,18 @@ def main() -> None:
         sample_rows.append(("  baseline: naive DOM (span + 2 listeners per token, one layout)", f"{med(naive_ms):.0f}",
                             f"{min(naive_ms):.0f}", ""))
         sample_rows.append(("  ratio heatmap / naive baseline", f"{med(heat_ms) / med(naive_ms):.2f}", "", ""))
+        explain_ms = [v for v in explain_ms if v is not None] or [math.nan]
+        naive_explain_ms = [v for v in naive_explain_ms if v is not None] or [math.nan]
+        sample_rows.append(("explain token 100 (O(L) pass, top 10 rows + summary), to next frame", f"{med(explain_ms):.0f}",
+                            f"{min(explain_ms):.0f}", ""))
+        sample_rows.append(("  baseline: one row per contributing token, one layout", f"{med(naive_explain_ms):.0f}",
+                            f"{min(naive_explain_ms):.0f}", ""))
+        if args.skip_charts:
+            browser.close()
+            print(f"\nChromium headless, {args.reps} reps, median and best (ms)\n")
+            print(table(sample_rows, ("measure", "median ms", "best ms", "target")))
+            print("\nsamples page:", sample_breakdown)
+            return
 
         # ---- 2. run page, 12 charts x N points (and the 1,000-point baseline)
         chart_rows = []

@@ -59,6 +59,7 @@ from fipo_engine.trainer.metrics import (
     MetricAccumulator,
     compact,
     length_stats,
+    minibatch_of_groups,
     reward_stats,
     sample_indices,
 )
@@ -359,7 +360,10 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, tracker:
 
             # ---------------------------------------------------------- policy update: mini-batches × epochs
             t0 = time.perf_counter()
-            show = sample_indices(num_groups, n, t.log_samples, t.seed, step)
+            # logged samples come from every mini-batch position of the last pass (F is 0 in the first)
+            minibatch_of = minibatch_of_groups(orders[-1].tolist(), mini_groups)
+            num_minibatches = -(-num_groups // mini_groups)
+            show = sample_indices(num_groups, n, t.log_samples, t.seed, step, minibatch_of)
             channels: dict[int, dict[str, torch.Tensor]] = {}
             loss_metrics, grad_norms, entropies, lr = MetricAccumulator(), [], [], t.lr
             for epoch, order in enumerate(orders):
@@ -425,7 +429,8 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, tracker:
                 tracker.sample(
                     step, index, prompt=render_prompt(kept[g]["problem"], cfg.data, tok, policy.chat),
                     response=kept[g]["text"][j], reward=kept[g]["scores"][j], correct=kept[g]["correct"][j],
-                    tokens=tok.batch_decode([[i] for i in ids]),
+                    tokens=tok.batch_decode([[i] for i in ids]), minibatch=minibatch_of[g],
+                    num_minibatches=num_minibatches,
                     **{name: compact(values[: len(ids)]) for name, values in channels[row].items()})
         if bar is not None:
             bar.update(1)
@@ -470,7 +475,9 @@ def _channels(out: Any, log_prob: torch.Tensor, old: torch.Tensor, adv: torch.Te
               j: int) -> dict[str, torch.Tensor]:
     """The per-token arrays of row ``j`` of a micro-batch, detached on the CPU (sample viewer channels)."""
     ch = {"logprob": log_prob[j], "old_logprob": old[j], "advantage": adv[j], "entropy": entropy[j]}
-    named = {"ratio": "ratio", "future_kl": "future_kl", "influence": "influence_weights",
+    # log_ratio: the clamped δ the loss used; the samples page rebuilds F_t from it (float16 logprobs
+    # are too coarse for their difference to do that)
+    named = {"ratio": "ratio", "log_ratio": "log_ratio", "future_kl": "future_kl", "influence": "influence_weights",
              "weighted_advantage": "weighted_advantages"}
     for channel, attr in named.items():
         value = getattr(out, attr, None)

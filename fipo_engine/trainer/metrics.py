@@ -75,11 +75,49 @@ def compact(values: torch.Tensor | Iterable[float]) -> list[float]:
     return [float(s) for s in arr.astype(str)]
 
 
-def sample_indices(num_groups: int, group_size: int, k: int, seed: int, step: int) -> list[int]:
-    """Up to ``k`` sequence indices from distinct groups, seeded by (seed, step), without global RNG."""
+def minibatch_of_groups(order: Sequence[int], mini_groups: int) -> list[int]:
+    """Mini-batch position (0-based) of every group when groups are trained in ``order``, ``mini_groups`` at a time."""
+    out = [0] * len(order)
+    for position, group in enumerate(order):
+        out[int(group)] = position // mini_groups
+    return out
+
+
+def _quota(num_minibatches: int, k: int) -> list[int]:
+    """How many samples each mini-batch position gets: spread evenly, the remainder to the latest ones.
+
+    Future-KL is exactly 0 in the first mini-batch (the policy has not moved yet) and grows with every
+    optimizer step, so with fewer samples than mini-batches the later ones are preferred: k = 1 takes
+    the last, k = 2 of 4 takes positions 3 and 1.
+    """
+    quota = [k // num_minibatches] * num_minibatches
+    rest = k % num_minibatches
+    for i in range(rest):
+        quota[num_minibatches - 1 - (i * num_minibatches) // rest] += 1
+    return quota
+
+
+def sample_indices(num_groups: int, group_size: int, k: int, seed: int, step: int,
+                   minibatch_of_group: Sequence[int] | None = None) -> list[int]:
+    """Up to ``k`` sequence indices from distinct groups, seeded by (seed, step), without global RNG.
+
+    With ``minibatch_of_group`` (``minibatch_of_groups``), the groups are drawn across the mini-batch
+    positions (``_quota``) instead of uniformly, so the logged samples show FIPO's weights at several
+    distances from the rollout policy; a position with too few groups leaves its share to the others.
+    """
     if k <= 0 or num_groups == 0:
         return []
     rng = np.random.default_rng([seed, step, 7])
-    groups = rng.permutation(num_groups)[:k]
+    if minibatch_of_group is None:
+        groups = [int(g) for g in rng.permutation(num_groups)[:k]]
+    else:
+        num_minibatches = max(minibatch_of_group) + 1
+        by_position: list[list[int]] = [[] for _ in range(num_minibatches)]
+        for g in rng.permutation(num_groups):
+            by_position[minibatch_of_group[int(g)]].append(int(g))
+        quota = _quota(num_minibatches, min(k, num_groups))
+        groups = [g for pos in range(num_minibatches) for g in by_position[pos][: quota[pos]]]
+        spare = [g for pos in reversed(range(num_minibatches)) for g in by_position[pos][quota[pos]:]]
+        groups += spare[: min(k, num_groups) - len(groups)]
     members = rng.integers(0, group_size, size=len(groups))
-    return sorted(int(g) * group_size + int(m) for g, m in zip(groups, members, strict=True))
+    return sorted(g * group_size + int(m) for g, m in zip(groups, members, strict=True))

@@ -84,8 +84,9 @@ class DashboardServer:
     def team_id(self, user: str = "alice") -> int:
         return self.api(user).get("/teams/").json()[0]["id"]
 
-    def create_run(self, name: str, *, user: str = "alice", overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-        r = self.api(user).post("/runs/", json={"name": name, "team": self.team_id(user), "preset": "cpu-demo",
+    def create_run(self, name: str, *, user: str = "alice", overrides: dict[str, Any] | None = None,
+                   preset: str = "cpu-demo") -> dict[str, Any]:
+        r = self.api(user).post("/runs/", json={"name": name, "team": self.team_id(user), "preset": preset,
                                                 "overrides": overrides or {}})
         assert r.status_code == 201, r.text
         return r.json()

@@ -211,7 +211,7 @@ def test_20k_token_sample_heatmap_and_tooltip(page: Any, dashboard_server: Dashb
     page.mouse.click(box["x"] + box["width"] * 0.9, box["y"] + box["height"] / 2)
     focused = page.evaluate("() => Number(document.activeElement.dataset.i)")
     assert focused > 20_480 * 0.8
-    shoot(page, "samples")
+    shoot(page, "samples-long")
     # step navigation
     page.click("#step-next")
     page.wait_for_selector("#tokens[data-rendered='500']")

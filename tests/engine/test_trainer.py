@@ -101,6 +101,48 @@ def test_fipo_weights_move_off_one_after_the_first_mini_batch(tmp_path: Path) ->
     assert any(m is not None and m > 1.0 for m in maxima)
 
 
+def test_samples_come_from_every_mini_batch_and_say_which(tmp_path: Path) -> None:
+    """Future-KL is 0 in the first mini-batch, so samples are spread over all of them and labelled."""
+    cfg = tiny_config(**{"trainer.total_steps": 2, "trainer.train_batch_size": 4, "trainer.gen_batch_size": 4,
+                         "trainer.ppo_mini_batch_size": 1, "trainer.log_samples": 4, "trainer.lr": 1e-2})
+    train(cfg, tmp_path, progress=False)
+    samples = [e for e in Spool(tmp_path).events() if e["type"] == "sample"]
+    for step in (1, 2):
+        mine = [e for e in samples if e["step"] == step]
+        assert {e["num_minibatches"] for e in mine} == {4}
+        assert sorted(e["minibatch"] for e in mine) == [0, 1, 2, 3]
+    for e in samples:
+        n_tokens = len(e["tokens"])
+        assert len(e["log_ratio"]) == n_tokens
+        if e["minibatch"] == 0:  # trained on the policy that sampled it: ratio 1, F exactly 0
+            assert set(e["future_kl"]) == {0.0} and set(e["log_ratio"]) == {0.0}
+    # later mini-batches see a moved policy
+    assert any(v != 0.0 for e in samples if e["minibatch"] > 0 for v in e["future_kl"])
+
+
+@pytest.mark.parametrize(("k", "positions"), [(1, [3]), (2, [1, 3]), (3, [1, 2, 3]), (4, [0, 1, 2, 3]),
+                                              (6, [0, 1, 1, 2, 3, 3])])
+def test_sample_indices_spread_over_mini_batches_later_first(k: int, positions: list[int]) -> None:
+    from fipo_engine.trainer.metrics import minibatch_of_groups, sample_indices
+
+    order = [5, 2, 7, 0, 1, 6, 3, 4]  # 8 groups, 2 per mini-batch: 4 mini-batches
+    where = minibatch_of_groups(order, 2)
+    assert where[5] == where[2] == 0 and where[3] == where[4] == 3
+    rows = sample_indices(8, 4, k, seed=1, step=3, minibatch_of_group=where)
+    groups = [r // 4 for r in rows]
+    assert len(set(groups)) == len(groups) == k  # distinct groups
+    assert sorted(where[g] for g in groups) == positions
+    assert rows == sample_indices(8, 4, k, seed=1, step=3, minibatch_of_group=where)  # seeded
+
+
+def test_sample_indices_fill_from_other_mini_batches_when_one_is_short() -> None:
+    from fipo_engine.trainer.metrics import sample_indices
+
+    where = [0, 0, 0, 1]  # the last mini-batch is short (4 groups, 3 per mini-batch)
+    rows = sample_indices(4, 2, 3, seed=0, step=1, minibatch_of_group=where)
+    assert len({r // 2 for r in rows}) == 3 and 3 in {r // 2 for r in rows}
+
+
 @pytest.mark.parametrize("name", ["fipo-32b", "fipo-7b", "dapo-32b"])
 def test_paper_presets_dry_run_one_step(name: str, tmp_path: Path) -> None:
     from fipo_engine.cli import main

@@ -185,6 +185,97 @@ def test_samples_are_stored_compactly_and_served(started_run: tuple[Run, str], c
     assert Sample.objects.get(pk=detail["id"]).arrays.__len__() < 200
 
 
+def test_samples_carry_their_mini_batch_and_bad_values_are_rejected_per_event(
+        started_run: tuple[Run, str], client_for: Any, member: Any) -> None:
+    run, token = started_run
+    base = {"type": "sample", "step": 2, "prompt": "p", "response": "ab", "tokens": ["a", "b"],
+            "future_kl": [0.5, 0.25], "influence": [1.2, 1.0]}
+    good = [{**base, "seq": 1, "index": 0, "minibatch": 0, "num_minibatches": 4},
+            {**base, "seq": 2, "index": 1, "minibatch": 3, "num_minibatches": 4},
+            {**base, "seq": 3, "index": 2}]  # optional: older trainers do not send them
+    bad = {4: {"minibatch": 4, "num_minibatches": 4}, 5: {"minibatch": -1}, 6: {"num_minibatches": 0},
+           7: {"minibatch": 1.5}, 8: {"minibatch": True}, 9: {"num_minibatches": "4"},
+           10: {"num_minibatches": 10**7}}
+    events = good + [{**base, "seq": seq, "index": 10 + seq, **fields} for seq, fields in bad.items()]
+    answer = _post(_bearer(token), run, events).json()
+    assert answer["accepted"] == 3
+    reasons = {r["seq"]: r["reason"] for r in answer["rejected"]}
+    assert sorted(reasons) == sorted(bad)
+    assert "below num_minibatches" in reasons[4] and "minibatch must be between" in reasons[5]
+    assert "num_minibatches must be between" in reasons[6] and "must be an integer" in reasons[7]
+    assert "must be an integer" in reasons[8] and "must be an integer" in reasons[9]
+    stored = {s.index: (s.minibatch, s.num_minibatches) for s in Sample.objects.filter(run=run)}
+    assert stored == {0: (0, 4), 1: (3, 4), 2: (None, None)}
+
+    client = client_for(member)
+    listing = client.get(f"/api/v1/runs/{run.pk}/samples/?step=2").json()
+    assert [(s["minibatch"], s["num_minibatches"]) for s in listing["results"]] == [(0, 4), (3, 4), (None, None)]
+    detail = client.get(f"/api/v1/samples/{listing['results'][1]['id']}/").json()
+    assert (detail["minibatch"], detail["num_minibatches"]) == (3, 4)
+    # the live stream's sample items carry them too
+    items = [i.data for i in StreamItem.objects.filter(run=run, type="sample").order_by("pos")]
+    assert [(i["minibatch"], i["num_minibatches"]) for i in items] == [(0, 4), (3, 4), (None, None)]
+
+
+def test_samples_listing_explains_fipo_settings_and_summarises_positions(
+        started_run: tuple[Run, str], client_for: Any, member: Any) -> None:
+    import math
+
+    from fipo_engine.config import RunConfig
+
+    run, token = started_run
+    events = [
+        {"seq": 1, "type": "sample", "step": 1, "index": 0, "tokens": ["a", "b", "c"],
+         "future_kl": [0.5, 0.25, None], "influence": [1.2, 1.0, 1.0]},
+        {"seq": 2, "type": "sample", "step": 1, "index": 1, "tokens": ["a"], "future_kl": [0.25],
+         "influence": [1.1]},
+        {"seq": 3, "type": "sample", "step": 2, "index": 0, "tokens": ["z"], "future_kl": [9.0], "influence": [1.2]},
+    ]
+    assert _post(_bearer(token), run, events).json()["accepted"] == 3
+    listing = client_for(member).get(f"/api/v1/runs/{run.pk}/samples/?step=1&min_reward=5").json()
+    loss = RunConfig.model_validate(run.config).algorithm.loss
+    fipo = listing["fipo"]
+    assert fipo["policy_loss"] == run.config["algorithm"]["policy_loss"]
+    assert fipo["gamma"] == pytest.approx(2 ** (-1 / loss.decay_rate))
+    assert fipo["ln_c"] == pytest.approx(math.log(loss.clip_ratio_c))
+    assert (fipo["weight_low"], fipo["weight_high"]) == (1.0, 1.0 + loss.future_kl_clip_ratio)
+    assert fipo["safety_thresh"] == loss.safety_thresh and fipo["safety_band"] == [0.8, 1.0]
+    assert listing["results"] == [] and listing["step"] == 1  # none passes min_reward=5
+    # the position summary covers every sample of the step (default: the latest step)
+    positions = client_for(member).get(f"/api/v1/runs/{run.pk}/samples/positions/?step=1").json()
+    assert positions["step"] == 1 and positions["samples"] == 2
+    assert positions["channels"]["future_kl"] == {"start": [0, 1, 2], "mean": [0.375, 0.25, None],
+                                                  "count": [2, 1, 0]}
+    assert positions["channels"]["influence"]["mean"] == pytest.approx([1.15, 1.0, 1.0], abs=1e-3)
+    latest = client_for(member).get(f"/api/v1/runs/{run.pk}/samples/positions/").json()
+    assert latest["step"] == 2 and latest["channels"]["future_kl"]["mean"] == [9.0]
+    bad = client_for(member).get(f"/api/v1/runs/{run.pk}/samples/positions/?step=x")
+    assert bad.status_code == 400 and "step" in bad.text
+
+
+def test_position_profile_buckets_long_samples() -> None:
+    import numpy as np
+
+    from webapp.tracking.selectors import position_profile
+
+    out = position_profile([np.ones(20_480), np.full(100, 3.0)], max_buckets=128)
+    assert len(out["start"]) == 128 and out["start"][1] == 160
+    assert out["mean"][0] == pytest.approx((160 + 300) / 260) and out["mean"][-1] == 1.0
+    assert out["count"][0] == 260
+    assert position_profile([]) == {"start": [], "mean": [], "count": []}
+
+
+def test_fipo_settings_of_the_7b_setting_and_of_a_config_without_one() -> None:
+    from fipo_engine.config import preset
+    from webapp.tracking.fipo import fipo_settings
+
+    seven = fipo_settings(preset("fipo-7b").model_dump(mode="json"))
+    assert seven is not None and (seven["weight_low"], seven["weight_high"]) == (0.8, 1.2)
+    assert seven["safety_thresh"] == 3.0
+    assert fipo_settings({}) is None and fipo_settings(None) is None
+    assert fipo_settings({"algorithm": {"loss": {"decay_rate": -1}}}) is None
+
+
 def test_eval_events_reach_the_stream_and_the_hook(started_run: tuple[Run, str]) -> None:
     run, token = started_run
     seen: list[dict[str, Any]] = []

@@ -27,6 +27,7 @@ RUN_ROUTES: list[tuple[str, str, Any, bool]] = [
     ("get", "/api/v1/runs/{run}/metrics", None, False),
     ("get", "/api/v1/runs/{run}/metrics?keys=loss", None, False),
     ("get", "/api/v1/runs/{run}/samples/", None, False),
+    ("get", "/api/v1/runs/{run}/samples/positions/", None, False),
     ("get", "/api/v1/samples/{sample}/", None, False),
 ]
 OTHER_ROUTES: list[tuple[str, str, Any]] = [

@@ -137,7 +137,7 @@ async def test_live_items_follow_the_catch_up_in_order(started_run: tuple[Run, s
     assert live[0]["data"]["status"] == "running" and live[1]["data"] == {
         "step": 0, "values": {"reward/mean": 0.0, "actor/lr": 1e-6}}
     assert live[2]["data"]["prompt"] == "q0" and set(live[2]["data"]) == {
-        "id", "step", "index", "prompt", "reward", "correct", "length"}
+        "id", "step", "index", "prompt", "reward", "correct", "length", "minibatch", "num_minibatches"}
     await communicator.disconnect()
 
 

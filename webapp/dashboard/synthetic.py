@@ -45,6 +45,7 @@ def synthetic_sample(n_tokens: int, *, seed: int = 0, tau: float = 32.0) -> dict
         "tokens": tokens,
         "logprob": logprob,
         "old_logprob": old_lp,
+        "log_ratio": log_ratio,
         "ratio": [math.exp(r) for r in log_ratio],
         "future_kl": future_kl,
         "influence": influence,

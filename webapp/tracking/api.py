@@ -32,6 +32,7 @@ from webapp.runs.models import Run
 from webapp.runs.selectors import run_get
 from webapp.tracking import selectors, services
 from webapp.tracking.events import body_may_hold_unstorable
+from webapp.tracking.fipo import fipo_settings
 
 MAX_KEYS_PER_REQUEST = 50
 
@@ -190,12 +191,27 @@ class RunSamplesApi(APIView):
         order = params.get("order") or "index"
         if order not in selectors.SAMPLE_ORDERS:
             raise ValidationFailed("unknown order", fields=[{"path": "order", "message": f"one of {', '.join(selectors.SAMPLE_ORDERS)}"}])
-        steps, samples, _ = selectors.sample_list(
+        steps, samples, step = selectors.sample_list(
             run=run, step=int_param(params, "step", lo=0, hi=2**31), min_reward=float_param(params, "min_reward"),
             max_reward=float_param(params, "max_reward"), order=order,
         )
-        return Response({"steps": steps,
-                         "results": [services.sample_summary(s, prompt=s.prompt_head) for s in samples]})
+        return Response({"steps": steps, "step": step,
+                         "results": [services.sample_summary(s, prompt=s.prompt_head) for s in samples],
+                         "fipo": fipo_settings(run.config)})
+
+
+class RunSamplePositionsApi(APIView):
+    """The per-step position summary, apart from the list: it decodes every sample of the step, and
+    the page asks for it after the selected sample is drawn, off the 20k-token render's critical path."""
+
+    @extend_schema(parameters=[OpenApiParameter("step", int)], responses=OpenApiTypes.OBJECT)
+    def get(self, request: Request, run_id: int) -> Response:
+        run = run_get(user=request.user, run_id=run_id)
+        step = int_param(request.query_params, "step", lo=0, hi=2**31)
+        if step is None:
+            steps = selectors.sample_steps(run=run)
+            step = steps[-1] if steps else None
+        return Response({"step": step, **selectors.step_position_summary(run=run, step=step)})
 
 
 class SampleDetailApi(APIView):

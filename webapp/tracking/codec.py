@@ -42,6 +42,22 @@ def pack_sample_arrays(tokens: Sequence[str], channels: Mapping[str, Sequence[fl
     return zlib.compress(raw, 6)
 
 
+def unpack_channel_arrays(blob: bytes | memoryview, names: Sequence[str]) -> dict[str, np.ndarray]:
+    """The float64 arrays (NaN = no value) of the channels ``names`` that the blob holds; no per-value Python."""
+    raw = zlib.decompress(bytes(blob))
+    if raw[:3] != _MAGIC:
+        raise ValueError("not a sample array blob")
+    (header_len,) = struct.unpack("<I", raw[3:7])
+    header = json.loads(raw[7 : 7 + header_len].decode("utf-8", "surrogatepass"))
+    offset = 7 + header_len
+    out: dict[str, np.ndarray] = {}
+    for name, length in header["channels"]:
+        if name in names:
+            out[name] = np.frombuffer(raw, dtype="<f2", count=length, offset=offset).astype(np.float64)
+        offset += 2 * length
+    return out
+
+
 def unpack_sample_arrays(blob: bytes | memoryview) -> tuple[list[str], dict[str, list[float | None]]]:
     """Decode a blob from ``pack_sample_arrays``; NaN comes back as None (JSON null)."""
     raw = zlib.decompress(bytes(blob))

@@ -21,9 +21,12 @@ MAX_NAME = 200
 MAX_TEXT = 1_000_000
 MAX_VALUES_PER_EVENT = 10_000
 # Per-token arrays a sample may carry (docs/api-contract.md); any other list of numbers is kept too.
-KNOWN_CHANNELS = ("logprob", "old_logprob", "ratio", "future_kl", "influence", "advantage",
+KNOWN_CHANNELS = ("logprob", "old_logprob", "log_ratio", "ratio", "future_kl", "influence", "advantage",
                   "weighted_advantage", "entropy")
-_SAMPLE_FIELDS = {"seq", "type", "step", "index", "prompt", "response", "reward", "correct", "tokens", "length"}
+_SAMPLE_FIELDS = {"seq", "type", "step", "index", "prompt", "response", "reward", "correct", "tokens", "length",
+                  "minibatch", "num_minibatches"}
+#: Upper bound of a sample's ``num_minibatches`` (optimizer steps per rollout batch; real runs use < 100).
+MAX_MINIBATCHES = 1_000_000
 
 
 class Rejected(ValueError):
@@ -192,7 +195,19 @@ def _sample(raw: dict[str, Any]) -> dict[str, Any]:
         "response": _text(raw.get("response", ""), "response"), "reward": _number(raw.get("reward"), "reward"),
         "correct": correct, "tokens": tokens, "channels": channels,
         "length": _int(length, "length", hi=10**9) if length is not None else len(tokens),
+        **_minibatch(raw.get("minibatch"), raw.get("num_minibatches")),
     }
+
+
+def _minibatch(minibatch: Any, num_minibatches: Any) -> dict[str, int | None]:
+    """Optional: which mini-batch of the rollout batch trained the sample (0-based) and how many there were.
+
+    FIPO's future-KL is 0 in mini-batch 0 (the policy has not moved yet), so the samples page says it."""
+    total = None if num_minibatches is None else _int(num_minibatches, "num_minibatches", lo=1, hi=MAX_MINIBATCHES)
+    which = None if minibatch is None else _int(minibatch, "minibatch", hi=MAX_MINIBATCHES - 1)
+    if which is not None and total is not None and which >= total:
+        raise Rejected(f"minibatch must be below num_minibatches ({total}), got {which}")
+    return {"minibatch": which, "num_minibatches": total}
 
 
 def _status(raw: dict[str, Any]) -> dict[str, Any]:

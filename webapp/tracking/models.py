@@ -48,6 +48,10 @@ class Sample(models.Model):
     reward = models.FloatField(null=True)
     correct = models.BooleanField(null=True)
     length = models.IntegerField()
+    # Which mini-batch of its rollout batch trained the sample (0-based) and how many there were; null
+    # when the trainer did not say (FIPO's future-KL is 0 in mini-batch 0).
+    minibatch = models.IntegerField(null=True)
+    num_minibatches = models.IntegerField(null=True)
     # zlib(header JSON + float16 arrays): tokens and per-token channels (codec.pack_sample_arrays).
     arrays = models.BinaryField()
 

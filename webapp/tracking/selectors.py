@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from django.db import connection
 from django.db.models import QuerySet
 from django.db.models.functions import Substr
@@ -13,13 +14,16 @@ from webapp.accounts.models import User
 from webapp.accounts.selectors import user_team_ids
 from webapp.common.errors import NotFound
 from webapp.runs.models import Run
-from webapp.tracking.codec import unpack_sample_arrays
+from webapp.tracking.codec import unpack_channel_arrays, unpack_sample_arrays
 from webapp.tracking.models import MetricKey, MetricPoint, MetricTile, Sample
 from webapp.tracking.tiles import TILE_WIDTHS
 
 SAMPLE_ORDERS = {"length": ("length", "index"), "-length": ("-length", "index"), "reward": ("reward", "index"),
                  "-reward": ("-reward", "index"), "index": ("index",)}
 MAX_SAMPLES_LISTED = 1000
+#: The per-step position summary has at most this many points (token positions are bucketed).
+POSITION_BUCKETS = 128
+POSITION_CHANNELS = ("future_kl", "influence")
 
 # Min/max-preserving buckets in one GROUP BY over a mix of sources: the raw points at the ragged
 # ends of the range and, in between, whole tiles (webapp.tracking.tiles) when a bucket spans at
@@ -125,7 +129,7 @@ def sample_list(*, run: Run, step: int | None, min_reward: float | None = None, 
     if step is None:
         step = steps[-1] if steps else None
     qs = Sample.objects.filter(run=run, step=step).annotate(prompt_head=Substr("prompt", 1, 300)).only(
-        "id", "step", "index", "reward", "correct", "length")
+        "id", "step", "index", "reward", "correct", "length", "minibatch", "num_minibatches")
     if min_reward is not None:
         qs = qs.filter(reward__gte=min_reward)
     if max_reward is not None:
@@ -145,4 +149,39 @@ def sample_detail(sample: Sample) -> dict[str, Any]:
     tokens, channels = unpack_sample_arrays(sample.arrays)
     return {"id": sample.pk, "run": sample.run_id, "step": sample.step, "index": sample.index,
             "prompt": sample.prompt, "response": sample.response, "reward": sample.reward,
-            "correct": sample.correct, "length": sample.length, "tokens": tokens, "channels": channels}
+            "correct": sample.correct, "length": sample.length, "minibatch": sample.minibatch,
+            "num_minibatches": sample.num_minibatches, "tokens": tokens, "channels": channels}
+
+
+def position_profile(arrays: list[np.ndarray], max_buckets: int = POSITION_BUCKETS) -> dict[str, list[Any]]:
+    """Mean of per-token arrays by token position: ``{"start", "mean", "count"}`` per bucket of positions.
+
+    Positions are bucketed (width ceil(longest / max_buckets)) so a 20k-token step stays ~128 points;
+    a bucket's mean is over every non-missing value of every array at those positions, None if none.
+    """
+    longest = max((a.size for a in arrays), default=0)
+    if longest == 0:
+        return {"start": [], "mean": [], "count": []}
+    width = -(-longest // max_buckets)
+    n_buckets = -(-longest // width)
+    sums = np.zeros(n_buckets)
+    counts = np.zeros(n_buckets, dtype=np.int64)
+    for arr in arrays:
+        ok = ~np.isnan(arr)
+        bucket = np.arange(arr.size) // width
+        sums += np.bincount(bucket[ok], weights=arr[ok], minlength=n_buckets)
+        counts += np.bincount(bucket[ok], minlength=n_buckets)
+    means = [float(v) if c else None for v, c in zip(sums / np.maximum(counts, 1), counts, strict=True)]
+    return {"start": [i * width for i in range(n_buckets)], "mean": means, "count": counts.tolist()}
+
+
+def step_position_summary(*, run: Run, step: int | None) -> dict[str, Any]:
+    """Mean future-KL and influence weight by token position over all samples of ``step`` (any filter aside)."""
+    if step is None:
+        return {"samples": 0, "channels": {}}
+    blobs = list(Sample.objects.filter(run=run, step=step).order_by("index")
+                 .values_list("arrays", flat=True)[:MAX_SAMPLES_LISTED])
+    decoded = [unpack_channel_arrays(b, POSITION_CHANNELS) for b in blobs]
+    channels = {name: position_profile([d[name] for d in decoded if name in d])
+                for name in POSITION_CHANNELS if any(name in d for d in decoded)}
+    return {"samples": len(blobs), "channels": channels}

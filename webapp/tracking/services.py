@@ -54,7 +54,8 @@ def sample_summary(sample: Sample, prompt: str | None = None) -> dict[str, Any]:
     """The list-endpoint shape of a sample (also the ``sample`` stream item's data)."""
     text = sample.prompt if prompt is None else prompt
     return {"id": sample.pk, "step": sample.step, "index": sample.index, "prompt": text[:PROMPT_PREVIEW],
-            "reward": sample.reward, "correct": sample.correct, "length": sample.length}
+            "reward": sample.reward, "correct": sample.correct, "length": sample.length,
+            "minibatch": sample.minibatch, "num_minibatches": sample.num_minibatches}
 
 
 def _split(raw_events: Iterable[Any], held: set[int], check_text: bool
@@ -339,8 +340,8 @@ def _store_samples(run: Run, events: list[Event], rejected: list[tuple[int | Non
         taken.add(where)
         rows[event.seq] = Sample(
             run_id=run.pk, step=p["step"], index=p["index"], prompt=p["prompt"], response=p["response"],
-            reward=p["reward"], correct=p["correct"], length=p["length"],
-            arrays=pack_sample_arrays(p["tokens"], p["channels"]),
+            reward=p["reward"], correct=p["correct"], length=p["length"], minibatch=p["minibatch"],
+            num_minibatches=p["num_minibatches"], arrays=pack_sample_arrays(p["tokens"], p["channels"]),
         )
     Sample.objects.bulk_create(list(rows.values()))
     return rows

@@ -22,12 +22,13 @@ export const CHANNELS = {
   advantage: { label: "advantage", neutral: 0, help: "Outcome advantage of the token (red: reinforced, blue: penalised)." },
   weighted_advantage: { label: "weighted advantage", neutral: 0, help: "Advantage × influence weight: what the update uses." },
   ratio: { label: "ratio", neutral: 1, help: "Importance ratio π/π_old (red: > 1)." },
+  log_ratio: { label: "log-ratio", neutral: 0, help: "Clamped log π − log π_old: what future-KL sums (red: the policy moved up)." },
   logprob: { label: "logprob", neutral: 0, help: "Log-probability under the current policy (blue: surprising tokens)." },
   old_logprob: { label: "old logprob", neutral: 0, help: "Log-probability under the sampling policy." },
   entropy: { label: "entropy", neutral: 0, help: "Entropy of the next-token distribution (red: uncertain)." },
 };
 /** Channels offered as colourings, in order (old_logprob shows in the tooltip only). */
-export const COLOUR_CHANNELS = ["future_kl", "influence", "advantage", "weighted_advantage", "ratio", "logprob", "entropy"];
+export const COLOUR_CHANNELS = ["future_kl", "influence", "advantage", "weighted_advantage", "ratio", "log_ratio", "logprob", "entropy"];
 
 const ESC = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" };
 const escapeHtml = (s) => s.replace(/[&<>"]/g, (c) => ESC[c]);
@@ -71,9 +72,12 @@ const showWs = (t) => t.replace(/ /g, "␣").replace(/\n/g, "↵").replace(/\t/g
 export class TokenHeatmap {
   /**
    * @param {{tokens: HTMLElement, strip: HTMLCanvasElement, legend: HTMLElement, tooltip: HTMLElement}} els
+   * @param {{onSelect?: (i: number) => void}} hooks onSelect: a token was clicked or got keyboard focus
    */
-  constructor(els) {
+  constructor(els, hooks = {}) {
     this.els = els;
+    this.onSelect = hooks.onSelect || (() => {});
+    this.marked = [];
     this.tokens = [];
     this.channels = {};
     this.channel = null;
@@ -85,6 +89,15 @@ export class TokenHeatmap {
     els.tokens.addEventListener("focusin", (e) => this.onFocus(e));
     els.tokens.addEventListener("focusout", () => this.hideTip());
     els.tokens.addEventListener("keydown", (e) => this.onKey(e));
+    // A mouse press focuses the nearest focusable ancestor: make the pressed token focusable first, or
+    // the container would get focus, move it to the first token and scroll the pressed one away.
+    els.tokens.addEventListener("mousedown", (e) => {
+      const span = e.target.closest && e.target.closest("span[data-i]");
+      if (!span) return;
+      const prev = els.tokens.querySelector("span[tabindex]");
+      if (prev && prev !== span) prev.removeAttribute("tabindex");
+      span.tabIndex = -1;
+    });
     els.tokens.addEventListener("click", (e) => {
       const span = e.target.closest && e.target.closest("span[data-i]");
       if (span) this.focusToken(+span.dataset.i, false);
@@ -110,6 +123,7 @@ export class TokenHeatmap {
     this.tokens = sample.tokens || [];
     this.channels = sample.channels || {};
     this.active = -1;
+    this.marked = [];
     const avail = this.available();
     this.channel = avail.includes(channel) ? channel : avail[0] || null;
     this.computeBins();
@@ -184,6 +198,20 @@ export class TokenHeatmap {
     });
   }
 
+  /**
+   * Mark tokens (a `data-mark` attribute, so a channel switch, which rewrites class names, keeps it):
+   * `marks` maps a token index to a mark name; the previous marks are cleared.
+   * @param {Map<number, string>} marks
+   */
+  mark(marks) {
+    for (const span of this.marked) delete span.dataset.mark;
+    this.marked = [];
+    for (const [i, name] of marks) {
+      const span = this.spanAt(i);
+      if (span) { span.dataset.mark = name; this.marked.push(span); }
+    }
+  }
+
   spanAt(i) {
     return this.els.tokens.querySelector(`span[data-i="${i}"]`);
   }
@@ -195,7 +223,7 @@ export class TokenHeatmap {
 
   onFocus(e) {
     const span = e.target.closest && e.target.closest("span[data-i]");
-    if (span) { this.active = +span.dataset.i; this.showTip(span); this.drawStrip(); return; }
+    if (span) { this.active = +span.dataset.i; this.showTip(span); this.drawStrip(); this.onSelect(this.active); return; }
     // focus on the container itself: move into the tokens (roving focus)
     if (e.target === this.els.tokens && this.tokens.length) this.focusToken(this.active >= 0 ? this.active : 0, false);
   }
