@@ -12,7 +12,9 @@ once). Status events (``running`` / ``succeeded`` / ``failed`` with a message) g
 given, the server; a stop sends no final status (the control plane that asked for it records
 ``cancelled``), only a ``checkpoint`` and a ``log`` event.
 ``--server/--run-id/--token`` default to ``$FIPO_SERVER_URL``, ``$FIPO_RUN_ID``, ``$FIPO_RUN_TOKEN``
-when all three are set (keeps the token out of the process list).
+when all three are set (keeps the token out of the process list). ``--run-uid`` (default
+``$FIPO_RUN_UID``, set by the control plane) claims the run directory for that run: a directory
+another run owns is refused with exit code 2 before anything in it is opened (``fipo_engine.rundir``).
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--server", default=None, help="control-plane URL to stream events to")
     parser.add_argument("--run-id", default=None, help="run id on the control plane")
     parser.add_argument("--token", default=None, help="run token (Bearer) for the ingest endpoint")
+    parser.add_argument("--run-uid", default=None,
+                        help="the run's unique id (default $FIPO_RUN_UID): the directory must be this run's")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -114,6 +118,15 @@ def run(args: argparse.Namespace) -> int:
     else:
         out = Path("var/runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
+    from fipo_engine.rundir import RunDirConflict, claim_run_dir
+
+    server, run_id, token = _tracking_args(args)
+    try:  # before the spool is opened: another run's events must not be re-sent as ours
+        claim_run_dir(out, args.run_uid or os.environ.get("FIPO_RUN_UID"), run_id=run_id)
+    except RunDirConflict as exc:
+        print(f"fipo train: {exc}", file=sys.stderr)
+        return 2
+
     from transformers.utils import logging as hf_logging
 
     from fipo_engine.tracking import Tracker
@@ -121,7 +134,6 @@ def run(args: argparse.Namespace) -> int:
     from fipo_engine.trainer.stop import StopRequest
 
     hf_logging.disable_progress_bar()
-    server, run_id, token = _tracking_args(args)
     try:
         tracker = Tracker(out, server=server, run_id=run_id, token=token)
     except ValueError as exc:

@@ -47,13 +47,15 @@ def run_data(run: Run, *, can_write: bool) -> dict[str, Any]:
 def run_detail_data(run: Run, *, user: User) -> dict[str, Any]:
     """The ``RunDetail`` shape. ``stream_pos`` is read first: everything shown is at least that new."""
     run.refresh_from_db()
-    data = run_data(run, can_write=run.team_id in _writable_teams(user))
+    can_write = run.team_id in _writable_teams(user)
+    data = run_data(run, can_write=can_write)
     data.update({
         "stream_pos": run.stream_pos,
         "config": run.config, "schema_version": run.schema_version,
         "transitions": [{"at": iso(t.at), "from": t.from_status, "to": t.to_status, "reason": t.reason}
                         for t in run.transitions.order_by("id")],
-        "checkpoints": [{"step": c.step, "uri": c.uri, "at": iso(c.at)} for c in run.checkpoints.order_by("step", "id")],
+        "checkpoints": [{"step": c.step, "uri": c.uri, "at": iso(c.at)} for c in selectors.run_checkpoints(run=run)],
+        "can_resume": selectors.run_can_resume(run=run, can_write=can_write),
         "handle": run.handle, "last_heartbeat": iso(run.last_heartbeat),
         "log_tail": _read_log(run, offset=None)[0],
     })
@@ -63,10 +65,10 @@ def run_detail_data(run: Run, *, user: User) -> dict[str, Any]:
 def _read_log(run: Run, *, offset: int | None) -> tuple[str, int]:
     """Text of the run log from byte ``offset`` (None: the tail), and the offset after it.
 
-    Local jobs write the log on this machine (``FIPO_RUNS_DIR/<id>/run.log``); other launchers are
+    Local jobs write the log on this machine (``FIPO_RUNS_DIR/<id>-<uid>/run.log``); other launchers are
     asked through their ``read_log``.
     """
-    _, log_path = services.run_paths(run.pk)
+    _, log_path = services.run_paths(run)
     if run.launcher != "local" and run.handle:
         from worker.launchers import LauncherError, get_launcher
 
@@ -151,6 +153,14 @@ class RunCancelApi(APIView):
     def post(self, request: Request, run_id: int) -> Response:
         run = selectors.run_get(user=request.user, run_id=run_id)
         run = services.run_cancel(run=run, user=request.user)
+        return Response(run_detail_data(run, user=request.user), status=status.HTTP_202_ACCEPTED)
+
+
+class RunResumeApi(APIView):
+    @extend_schema(request=None, responses={202: OpenApiTypes.OBJECT})
+    def post(self, request: Request, run_id: int) -> Response:
+        run = selectors.run_get(user=request.user, run_id=run_id)
+        run = services.run_resume(run=run, user=request.user)
         return Response(run_detail_data(run, user=request.user), status=status.HTTP_202_ACCEPTED)
 
 

@@ -16,7 +16,12 @@ JobState = Literal["pending", "running", "succeeded", "failed", "stopped", "unkn
 
 @dataclass(frozen=True)
 class LaunchSpec:
-    """What a launcher needs to start one run. ``config`` is the run's exact config (JSON-ready)."""
+    """What a launcher needs to start one run. ``config`` is the run's exact config (JSON-ready).
+
+    ``run_uid`` is the run's deployment-unique id: the job's directory is claimed for it
+    (``fipo_engine.rundir``) and the trainer gets it as ``FIPO_RUN_UID``. ``resume`` continues the
+    run from its newest checkpoint (``fipo train --resume``) instead of starting it.
+    """
 
     run_id: str
     config: dict[str, Any]
@@ -25,6 +30,8 @@ class LaunchSpec:
     workdir: Path
     log_path: Path
     env: dict[str, str] = field(default_factory=dict)
+    run_uid: str | None = None
+    resume: bool = False
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,8 @@ class LauncherError(RuntimeError):
 
 class Launcher(Protocol):
     name: str
+    # True when start() of a LaunchSpec with resume=True continues the run from its newest
+    # checkpoint (the run page offers Resume only then). Optional: missing means False.
 
     def start(self, spec: LaunchSpec) -> str:
         """Start the job and return its handle. Must be idempotent for the same run where possible."""

@@ -110,6 +110,7 @@ def build_submission(spec: LaunchSpec) -> dict[str, Any]:
         "FIPO_RUN_TOKEN": spec.token,
         **{str(k): str(v) for k, v in (ray_cfg.get("env_vars") or {}).items()},
         **{str(k): str(v) for k, v in spec.env.items()},
+        **({"FIPO_RUN_UID": spec.run_uid} if spec.run_uid else {}),
     }
     runtime_env: dict[str, Any] = {"env_vars": env_vars}
     if ray_cfg.get("pip"):
