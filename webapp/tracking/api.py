@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from django.conf import settings
+from django.db import Error as DatabaseError
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
@@ -21,7 +22,9 @@ from webapp.common.errors import (
     ApplicationError,
     NotAuthenticated,
     PayloadTooLarge,
+    ServiceUnavailable,
     ValidationFailed,
+    database_unavailable,
     error_body,
 )
 from webapp.common.utils import float_param, int_param, loads_lenient
@@ -101,10 +104,16 @@ def ingest_events(request: HttpRequest, run_id: int) -> HttpResponse:
             body_error = exc
         result = services.events_ingest_with_token(run_id=run_id, token=token, events=events,
                                                    check_text=check_text, body_error=body_error)
-    except ApplicationError as exc:
-        response = _json_response(error_body(exc.code, exc.message, exc.fields), status=exc.status)
-        if isinstance(exc, NotAuthenticated):
+    except (ApplicationError, DatabaseError) as exc:
+        # A database that is down or restarting is a 503 (the trainer retries), not a 500.
+        err = database_unavailable(exc) or exc
+        if not isinstance(err, ApplicationError):
+            raise
+        response = _json_response(error_body(err.code, err.message, err.fields), status=err.status)
+        if isinstance(err, NotAuthenticated):
             response["WWW-Authenticate"] = RunTokenAuthentication.keyword
+        if isinstance(err, ServiceUnavailable):
+            response["Retry-After"] = str(err.retry_after)
         return response
     return _json_response(result.as_dict())
 
