@@ -62,15 +62,21 @@ def save_checkpoint(ckpt_root: Path, policy: Policy, optimizer: torch.optim.Opti
     final = ckpt_root / f"{PREFIX}{state.step:06d}"
     tmp = ckpt_root / f".tmp-{PREFIX}{state.step:06d}"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_policy(policy, tmp / "model")
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    torch.save(rng if rng is not None else rng_state(), tmp / "rng.pt")
-    (tmp / "trainer_state.json").write_text(json.dumps(asdict(state), indent=2))
-    (tmp / "config.json").write_text(cfg.to_json())
-    owner_record = ckpt_root.parent / OWNER_FILE
-    if owner_record.is_file():
-        shutil.copyfile(owner_record, tmp / OWNER_FILE)
+    try:
+        tmp.mkdir(parents=True)
+        save_policy(policy, tmp / "model")
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(rng if rng is not None else rng_state(), tmp / "rng.pt")
+        (tmp / "trainer_state.json").write_text(json.dumps(asdict(state), indent=2))
+        (tmp / "config.json").write_text(cfg.to_json())
+        owner_record = ckpt_root.parent / OWNER_FILE
+        if owner_record.is_file():
+            shutil.copyfile(owner_record, tmp / OWNER_FILE)
+    except BaseException:
+        # Disk full (or a stop) mid-write: drop the partial copy, which also gives back the space the
+        # failure report needs; the newest complete checkpoint stays the newest.
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
     for old in list_checkpoints(ckpt_root)[:-keep]:  # this run's only: see list_checkpoints

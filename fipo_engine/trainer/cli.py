@@ -20,6 +20,7 @@ another run owns is refused with exit code 2 before anything in it is opened (``
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -28,6 +29,7 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
+from typing import Any
 
 from fipo_engine.config import ConfigError, RunConfig, validate_config
 
@@ -95,6 +97,18 @@ def _tracking_args(args: argparse.Namespace) -> tuple[str | None, str | None, st
     return env if all(env) else (None, None, None)
 
 
+def _report_failure(tracker: Any, exc: BaseException) -> None:
+    """Send ``failed`` with the error as the reason. When even that cannot be written (the disk is
+    full, and the spool is on it), say so on stderr: the launcher records the exit code 1."""
+    try:
+        tracker.log(traceback.format_exc()[-4000:])
+        tracker.status("failed", f"{type(exc).__name__}: {exc}"[:1000])
+    except OSError as report_error:
+        print(f"fipo train: could not record the failure in the spool ({report_error})", file=sys.stderr)
+    with contextlib.suppress(OSError):
+        tracker.close(timeout=10)
+
+
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -154,10 +168,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"fipo train: invalid config: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:
-        tracker.log(traceback.format_exc()[-4000:])
-        tracker.status("failed", f"{type(exc).__name__}: {exc}"[:1000])
-        tracker.close(timeout=10)
         traceback.print_exc()
+        _report_failure(tracker, exc)
         return 1
     if result.stopped:  # cancelled: the control plane already knows; no final status
         tracker.close(timeout=5)  # inside the launcher's grace period (FIPO_CANCEL_GRACE_S, 10 s)

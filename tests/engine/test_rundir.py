@@ -79,3 +79,28 @@ def test_rotation_and_resume_ignore_checkpoints_another_run_left(tmp_path: Path)
     assert [h["step"] for h in resumed.history] == [4]  # from its own step 3, not the foreign 400
     assert (run_dir / "checkpoints" / "step_000400").is_dir()
     assert [e["step"] for e in Spool(run_dir).events() if e["type"] == "checkpoint"] == [1, 2, 3, 4]
+
+
+def test_a_checkpoint_that_fills_the_disk_leaves_no_partial_copy(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Chaos "disk full": the partial step_000003 is removed (giving its space back for the failure
+    report) and the newest checkpoint is still the complete step 2."""
+    import errno
+
+    import torch
+
+    from fipo_engine.trainer import checkpoint as ckpt_module
+
+    real_save, calls = torch.save, {"n": 0}
+
+    def filling_save(obj: object, path: object) -> None:
+        calls["n"] += 1
+        if calls["n"] == 5:  # the third checkpoint's optimizer state
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_save(obj, path)
+
+    monkeypatch.setattr(ckpt_module.torch, "save", filling_save)
+    with pytest.raises(OSError, match="No space left"):
+        train(tiny_config(**SHORT, **{"trainer.total_steps": 3}), tmp_path, progress=False)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step_000001", "step_000002"]
+    assert [p.name for p in list_checkpoints(tmp_path / "checkpoints")][-1] == "step_000002"

@@ -386,3 +386,64 @@ def disk_full(stack: LiveStack, runs_dir: Path, *, total_steps: int, heartbeat_s
                     f"checkpoint {newest.name if newest else None} {'complete' if intact else 'INCOMPLETE'}")
     out.ok = final["status"] == "failed" and "No space left" in reason and intact
     return out
+
+
+def access_log_count(stack: LiveStack, needle: str, since_line: int) -> int:
+    """How many web access-log lines after ``since_line`` contain ``needle``."""
+    lines = stack.log_path.read_text(errors="replace").splitlines()[since_line:]
+    return sum(1 for line in lines if line.startswith("web") and needle in line)
+
+
+def log_lines(stack: LiveStack) -> int:
+    return len(stack.log_path.read_text(errors="replace").splitlines())
+
+
+def service_restart(stack: LiveStack, *, name: str, stop: Callable[[], None], start: Callable[[], None],
+                    down_s: float, total_steps: int, viewers: int = 3) -> Outcome:
+    """Stop a backing service (Redis or PostgreSQL) for ``down_s`` mid-run with run pages open.
+
+    The pages are plain websocket clients that reconnect like live.js; afterwards each must hold the
+    run's whole stream exactly once and in order (compared with a fresh read), and the store must
+    hold every spool fact once."""
+    from tests.worker.viewer import Viewer
+
+    expected = {"Redis": "open run pages reconnect and catch up with no gap and no duplicate",
+                "PostgreSQL": "ingest answers 503 while it is down; the client retries; nothing lost"}[name]
+    out = Outcome(f"{name} restarted ({down_s:.0f} s down) mid-run", expected)
+    run = stack.create_run(f"chaos: {name} restart",
+                           overrides={**CHAOS_OVERRIDES, "trainer.total_steps": total_steps})
+    pages = [Viewer(stack.base_url, run["id"], stack.users["alice"]["session"]) for _ in range(viewers)]
+    for page in pages:
+        page.start()
+    stack.launch(run["id"])
+    detail = wait_running_step(stack, run["id"], 1)
+    workdir = workdir_of(detail)
+    mark = log_lines(stack)
+    stop()
+    time.sleep(down_s)
+    start()
+    back = time.monotonic()
+    target = spool_events(workdir)[-1]["seq"]
+    wait_until(lambda: spool_acked(workdir) >= target, 180, "the trainer to deliver its backlog")
+    delivered_s = time.monotonic() - back
+    final = stack.wait_status(run["id"], FINAL | {"lost"}, timeout_s=300)
+    end = final["stream_pos"]
+    caught = [page.wait_pos(end, 60) for page in pages]
+    caught_s = time.monotonic() - back
+    for page in pages:
+        page.stop()
+    truth = stream_items(stack, run["id"], end)
+    page_ok = all(page.items == truth and page.gaps == 0 for page in pages)
+    out.lost, out.duplicated, out.notes = store_check(stack, run["id"], spool_events(workdir))
+    out.notes += [f"page {i}: {p.gaps} gaps, {p.repeats} repeats dropped, {len(p.items)}/{len(truth)} items, "
+                  f"{p.reconnects} reconnects" for i, p in enumerate(pages) if not (p.items == truth and p.gaps == 0)]
+    answered_503 = access_log_count(stack, '/events" 503', mark)
+    answered_5xx = sum(access_log_count(stack, f'/events" {code}', mark) for code in (500, 502, 503, 504))
+    out.recovery_s = caught_s
+    out.measured = (f"backlog delivered {delivered_s:.1f} s after {name} was back, every page caught up after "
+                    f"{caught_s:.1f} s ({sum(p.reconnects for p in pages)} reconnects over {viewers} pages, "
+                    f"pages == stream: {page_ok}); ingest answered 503 x{answered_503} (5xx x{answered_5xx}); "
+                    f"run {final['status']}")
+    out.ok = (final["status"] == "succeeded" and all(caught) and page_ok and out.lost == 0 and out.duplicated == 0
+              and (name != "PostgreSQL" or answered_5xx == answered_503))
+    return out
