@@ -38,11 +38,11 @@ class Viewer(threading.Thread):
         self.items: list[dict[str, Any]] = []
         self.gaps = self.repeats = self.reconnects = self.connects = 0
         self.errors: list[str] = []
-        self._stop = threading.Event()
+        self._halt = threading.Event()
         self._ws: Any = None
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             try:
                 with connect(f"{self.url}?after={self.pos}", origin=self.origin, open_timeout=10,
                              additional_headers={"Cookie": self.cookie}) as ws:
@@ -55,7 +55,7 @@ class Viewer(threading.Thread):
                 if len(self.errors) < 20:
                     self.errors.append(f"{type(exc).__name__}: {exc}"[:200])
             self._ws = None
-            self._stop.wait(self.retry_s)
+            self._halt.wait(self.retry_s)
 
     def _deliver(self, item: dict[str, Any]) -> None:
         received = time.time()
@@ -77,7 +77,7 @@ class Viewer(threading.Thread):
         return self.pos >= pos
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         ws = self._ws
         if ws is not None:
             with contextlib.suppress(Exception):  # the server may have dropped it already
