@@ -354,3 +354,30 @@ def test_run_directories_are_unique_per_run_even_with_the_same_id(draft_run: Run
     assert mine.name.startswith(f"{draft_run.pk}-")
     legacy = Run(pk=7, uid=None)  # created before runs had a uid: keeps its old directory
     assert services.run_paths(legacy)[0] == tmp_path / "7"
+
+
+def test_cancel_finds_a_local_job_whose_launch_never_recorded_its_handle(draft_run: Run, settings: Any,
+                                                                         tmp_path: Path) -> None:
+    """Chaos "worker killed while launching": the job started, the handle never reached the row.
+    Failed before the fix: the run was marked cancelled and the trainer kept running."""
+    import sys
+
+    from worker.launchers.local import LocalLauncher
+
+    settings.FIPO_RUNS_DIR = tmp_path
+    settings.FIPO_CANCEL_GRACE_S = 5.0
+    for status in (RunStatus.QUEUED, RunStatus.STARTING, RunStatus.RUNNING):
+        services.run_transition(run_id=draft_run.pk, to=status, reason="x")
+    workdir, log_path = services.run_paths(draft_run)
+    spec = LaunchSpec(run_id=str(draft_run.pk), config={}, server_url="http://127.0.0.1:1", token="t",
+                      workdir=workdir, log_path=log_path, run_uid=str(draft_run.uid))
+    sleeper = LocalLauncher(lambda spec, config: [sys.executable, "-c", "import time; time.sleep(120)"])
+    handle = sleeper.start(spec)
+    try:
+        assert Run.objects.get(pk=draft_run.pk).handle is None
+        assert tasks.cancel_run(draft_run.pk, "alice") is True
+        run = Run.objects.get(pk=draft_run.pk)
+        assert run.status == RunStatus.CANCELLED and "job stopped" in run.transitions.latest("id").reason
+        assert get_launcher("local").poll(handle).state == "stopped"
+    finally:
+        get_launcher("local").cancel(handle, grace_s=1.0)

@@ -239,9 +239,10 @@ def run_resume(*, run: Run, user: User) -> Run:
         checkpoints = run_checkpoints(run=locked)
         if not checkpoints:
             raise Conflict("this run has no checkpoint to resume from")
-        if locked.handle:
+        handle = job_handle(locked)
+        if handle:
             try:
-                job = get_launcher(locked.launcher).poll(locked.handle)
+                job = get_launcher(locked.launcher).poll(handle)
             except LauncherError as exc:
                 raise Conflict(f"cannot tell whether the job is still running: {exc}") from None
             if job.state in {"running", "pending"}:
@@ -275,6 +276,21 @@ def _launch_spec(run: Run, token: str, *, resume: bool = False) -> Any:
     return LaunchSpec(run_id=str(run.pk), config=run.config, server_url=settings.FIPO_SERVER_URL, token=token,
                       workdir=workdir, log_path=log_path, run_uid=str(run.uid) if run.uid else None,
                       resume=resume)
+
+
+def job_handle(run: Run) -> str | None:
+    """The run's job handle. A local job whose launch task died between starting the job and
+    recording its handle (worker SIGKILLed mid-launch) is still found: the launcher writes the
+    handle next to the job first. Without this, a cancel marked such a run cancelled while its
+    trainer kept running."""
+    if run.handle:
+        return run.handle
+    if run.launcher != "local":
+        return None
+    try:
+        return (run_paths(run)[0] / "handle").read_text().strip() or None
+    except OSError:
+        return None
 
 
 def run_start_job(run_id: int) -> bool:
@@ -328,9 +344,10 @@ def run_cancel_job(run_id: int, requested_by: str = "") -> bool:
     if run is None or run.status in FINAL_STATUSES:
         return False
     note = ""
-    if run.handle:
+    handle = job_handle(run)
+    if handle:
         try:
-            state = get_launcher(run.launcher).cancel(run.handle, grace_s=settings.FIPO_CANCEL_GRACE_S)
+            state = get_launcher(run.launcher).cancel(handle, grace_s=settings.FIPO_CANCEL_GRACE_S)
             note = f" (job {state.state}{'' if state.exit_code is None else f', exit code {state.exit_code}'})"
         except LauncherError as exc:
             note = f" (stopping the job failed: {exc})"
@@ -364,9 +381,10 @@ def runs_reap_lost(*, now: datetime | None = None) -> list[int]:
     for run in stale:
         silent_for = int((now - _last_sign_of_life(run)).total_seconds())
         to, reason = RunStatus.LOST, f"no heartbeat for {silent_for} s"
-        if run.handle:
+        handle = job_handle(run)
+        if handle:
             try:
-                job = get_launcher(run.launcher).poll(run.handle)
+                job = get_launcher(run.launcher).poll(handle)
             except LauncherError as exc:
                 reason += f"; launcher poll failed: {exc}"
             else:
