@@ -190,6 +190,7 @@ function onItem(item) {
     case "checkpoint":
       run.checkpoints = [...(run.checkpoints || []), { step: d.step, uri: d.uri, at: d.at }];
       refreshHeader();
+      refetchRun();            // the server lists only checkpoints still on disk (rotation deletes old ones)
       break;
     case "eval":
       if (typeof d.pass_at_1 === "number") onMetric({ step: d.step, values: { "eval/pass_at_1": d.pass_at_1 } });
