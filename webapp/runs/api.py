@@ -49,13 +49,14 @@ def run_detail_data(run: Run, *, user: User) -> dict[str, Any]:
     run.refresh_from_db()
     can_write = run.team_id in _writable_teams(user)
     data = run_data(run, can_write=can_write)
+    checkpoints = selectors.run_checkpoints(run=run)
     data.update({
         "stream_pos": run.stream_pos,
         "config": run.config, "schema_version": run.schema_version,
         "transitions": [{"at": iso(t.at), "from": t.from_status, "to": t.to_status, "reason": t.reason}
                         for t in run.transitions.order_by("id")],
-        "checkpoints": [{"step": c.step, "uri": c.uri, "at": iso(c.at)} for c in selectors.run_checkpoints(run=run)],
-        "can_resume": selectors.run_can_resume(run=run, can_write=can_write),
+        "checkpoints": [{"step": c.step, "uri": c.uri, "at": iso(c.at)} for c in checkpoints],
+        "can_resume": selectors.run_can_resume(run=run, can_write=can_write, checkpoints=checkpoints),
         "handle": run.handle, "last_heartbeat": iso(run.last_heartbeat),
         "log_tail": _read_log(run, offset=None)[0],
     })

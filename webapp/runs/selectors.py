@@ -58,10 +58,12 @@ def run_for_token(*, token: str) -> Run | None:
     return Run.objects.filter(token_hash=token_hash(token)).first()
 
 
-def run_can_resume(*, run: Run, can_write: bool) -> bool:
-    """Whether the run page offers Resume (the service re-checks, including that the job is gone)."""
-    return (can_write and run.status in RESUMABLE_STATUSES and launcher_can_resume(run.launcher)
-            and bool(run_checkpoints(run=run)))
+def run_can_resume(*, run: Run, can_write: bool, checkpoints: list[Checkpoint] | None = None) -> bool:
+    """Whether the run page offers Resume (the service re-checks, including that the job is gone).
+    ``checkpoints``: the run's ``run_checkpoints`` when the caller has them already."""
+    if not (can_write and run.status in RESUMABLE_STATUSES and launcher_can_resume(run.launcher)):
+        return False
+    return bool(run_checkpoints(run=run) if checkpoints is None else checkpoints)
 
 
 def launcher_can_resume(name: str) -> bool:
