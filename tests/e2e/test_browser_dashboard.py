@@ -343,6 +343,6 @@ def test_resume_a_failed_run_from_its_page(page: Any, dashboard_server: Dashboar
     page.wait_for_function("() => document.querySelector('#run-status').innerText.trim() === 'queued'")
     page.wait_for_selector("#resume-btn", state="detached")
     page.wait_for_selector("#transitions li.segment")
-    assert "resumed by alice from the checkpoint of step 2" in page.inner_text("#transitions")
+    assert "resumed by alice from its newest checkpoint (the last reported: step 2)" in page.inner_text("#transitions")
     detail = dashboard_server.api().get(f"/runs/{run['id']}/").json()
     assert detail["status"] == "queued" and detail["id"] == run["id"]

@@ -275,7 +275,7 @@ def test_resume_continues_the_same_run_with_the_same_launcher_from_its_checkpoin
     assert second.workdir == first.workdir and second.run_uid == first.run_uid == str(run.uid)
     assert second.token != first.token and run.token_hash == token_hash(second.token)
     assert _statuses(run)[-3:] == [("running", status), (status, "queued"), ("queued", "starting")]
-    assert "resumed by alice from the checkpoint of step 2" in run.transitions.get(to_status="queued",
+    assert "resumed by alice from its newest checkpoint (the last reported: step 2)" in run.transitions.get(to_status="queued",
                                                                                    from_status=status).reason
 
 

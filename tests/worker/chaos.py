@@ -116,6 +116,12 @@ def spool_acked(workdir: Path) -> int:
         return 0
 
 
+def newest_checkpoint_on_disk(workdir: Path) -> int | None:
+    """Step of the newest complete checkpoint in the run directory (what ``--resume`` loads)."""
+    done = sorted(p.name for p in (workdir / "checkpoints").glob("step_*") if (p / "trainer_state.json").is_file())
+    return int(done[-1].removeprefix("step_")) if done else None
+
+
 def max_step(events: list[dict[str, Any]]) -> int:
     return max((e["step"] for e in events if e["type"] == "metric"), default=-1)
 
@@ -283,7 +289,9 @@ def trainer_kill(stack: LiveStack, *, total_steps: int, heartbeat_s: float) -> O
     steps_before = max_step(spool_events(workdir))
     wait_until(lambda: stack.run(run["id"])["status"] == "lost", heartbeat_s + 60, "the run to become lost")
     to_lost = time.monotonic() - killed
-    checkpoint = stack.run(run["id"])["checkpoints"][-1]["step"]
+    # The newest complete checkpoint on disk: its report may have died with the trainer, so the
+    # API's list can end one checkpoint earlier.
+    checkpoint = newest_checkpoint_on_disk(workdir)
     to_running = resume_run(stack, run["id"])
     final = stack.wait_status(run["id"], FINAL | {"lost"}, timeout_s=300)
     events = spool_events(workdir)
@@ -318,7 +326,7 @@ def cancel_mid_run(stack: LiveStack, *, total_steps: int, grace_s: float, label:
     to_cancelled = time.monotonic() - asked
     left = alive(processes)
     reason = final["transitions"][-1]["reason"]
-    checkpoint = final["checkpoints"][-1]["step"] if final["checkpoints"] else None
+    checkpoint = newest_checkpoint_on_disk(workdir_of(final)) if final["checkpoints"] else None
     out.recovery_s = to_cancelled
     ok = final["status"] == "cancelled" and not left and checkpoint is not None
     measured = f"cancelled {to_cancelled:.1f} s after the request ({reason}); {len(left)} process(es) left"
@@ -372,6 +380,9 @@ def disk_full(stack: LiveStack, runs_dir: Path, *, total_steps: int, heartbeat_s
     workdir = workdir_of(detail)
     filler = runs_dir / "filler"
     subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=64k"], capture_output=True)  # until ENOSPC
+    # Leave less than one checkpoint (~220 KB for this model) free: the next checkpoint write is the
+    # one that hits the wall, as when checkpoints fill a volume.
+    os.truncate(filler, max(0, filler.stat().st_size - 96 * 1024))
     filled = time.monotonic()
     final = stack.wait_status(run["id"], FINAL, timeout_s=heartbeat_s + 120)
     out.recovery_s = time.monotonic() - filled

@@ -14,7 +14,8 @@ import pytest
 from tests.worker import chaos
 from tests.worker.stack import LiveStack, live_stack
 
-pytestmark = pytest.mark.slow
+# Each scenario trains for real; on a loaded 2-core machine one (with the stack's start) can pass 300 s.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 HEARTBEAT_S = 6.0
 GRACE_S = 15.0

@@ -250,7 +250,8 @@ def run_resume(*, run: Run, user: User) -> Run:
         locked.cancel_requested_at = None  # the new segment starts without the old cancel request
         locked.save(update_fields=["cancel_requested_at", "updated_at"])
         _transition_locked(run=locked, to=RunStatus.QUEUED,
-                           reason=f"resumed by {user.username} from the checkpoint of step {checkpoints[-1].step}")
+                           reason=f"resumed by {user.username} from its newest checkpoint "
+                                  f"(the last reported: step {checkpoints[-1].step})")
         transaction.on_commit(lambda: launch_run.delay(locked.pk))
     return locked
 
