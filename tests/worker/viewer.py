@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.exceptions import WebSocketException
 from websockets.sync.client import connect
 
 
@@ -51,7 +51,7 @@ class Viewer(threading.Thread):
                     self.reconnects = self.connects - 1
                     for message in ws:
                         self._deliver(json.loads(message))
-            except (ConnectionClosed, InvalidStatus, OSError, TimeoutError) as exc:
+            except (WebSocketException, OSError, TimeoutError, EOFError) as exc:  # a busy server drops handshakes too
                 if len(self.errors) < 20:
                     self.errors.append(f"{type(exc).__name__}: {exc}"[:200])
             self._ws = None
