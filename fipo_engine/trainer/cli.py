@@ -24,6 +24,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -97,12 +98,31 @@ def _tracking_args(args: argparse.Namespace) -> tuple[str | None, str | None, st
     return env if all(env) else (None, None, None)
 
 
-def _report_failure(tracker: Any, exc: BaseException) -> None:
+LOW_DISK_BYTES = 16 * 1024 * 1024
+
+
+def failure_reason(exc: BaseException, free_bytes: int | None) -> str:
+    """The reason a failed run shows. A full disk surfaces as whatever the writer raised (torch.save
+    says "unexpected pos ..."), so when the run directory's disk is nearly full, say that first."""
+    reason = f"{type(exc).__name__}: {exc}"
+    if free_bytes is not None and free_bytes < LOW_DISK_BYTES:
+        reason = f"No space left in the run directory ({free_bytes // 1024} KiB free): {reason}"
+    return reason[:1000]
+
+
+def _free_bytes(path: Path) -> int | None:
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return None
+
+
+def _report_failure(tracker: Any, exc: BaseException, out: Path) -> None:
     """Send ``failed`` with the error as the reason. When even that cannot be written (the disk is
     full, and the spool is on it), say so on stderr: the launcher records the exit code 1."""
     try:
         tracker.log(traceback.format_exc()[-4000:])
-        tracker.status("failed", f"{type(exc).__name__}: {exc}"[:1000])
+        tracker.status("failed", failure_reason(exc, _free_bytes(out)))
     except OSError as report_error:
         print(f"fipo train: could not record the failure in the spool ({report_error})", file=sys.stderr)
     with contextlib.suppress(OSError):
@@ -169,7 +189,7 @@ def run(args: argparse.Namespace) -> int:
         return 2
     except Exception as exc:
         traceback.print_exc()
-        _report_failure(tracker, exc)
+        _report_failure(tracker, exc, out)
         return 1
     if result.stopped:  # cancelled: the control plane already knows; no final status
         tracker.close(timeout=5)  # inside the launcher's grace period (FIPO_CANCEL_GRACE_S, 10 s)

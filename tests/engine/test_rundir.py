@@ -104,3 +104,14 @@ def test_a_checkpoint_that_fills_the_disk_leaves_no_partial_copy(tmp_path: Path,
         train(tiny_config(**SHORT, **{"trainer.total_steps": 3}), tmp_path, progress=False)
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step_000001", "step_000002"]
     assert [p.name for p in list_checkpoints(tmp_path / "checkpoints")][-1] == "step_000002"
+
+
+def test_a_full_disk_is_named_in_the_failure_reason() -> None:
+    """Chaos "disk full": torch.save's ENOSPC reads "unexpected pos 97728 vs 97620"; the run's
+    reason must say the disk is full (found by bench/chaos.py)."""
+    from fipo_engine.trainer.cli import failure_reason
+
+    exc = RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 97728 vs 97620")
+    assert failure_reason(exc, 90 * 1024).startswith("No space left in the run directory (90 KiB free): RuntimeError")
+    assert failure_reason(exc, 50 * 2**30) == f"RuntimeError: {exc}"
+    assert failure_reason(exc, None) == f"RuntimeError: {exc}"
