@@ -5,9 +5,12 @@
   ``fipo eval`` or ``model.source=hf``;
 - ``optimizer.pt``: AdamW state; ``rng.pt``: Python, NumPy and torch (CPU, CUDA) RNG states;
 - ``trainer_state.json``: step, optimizer steps, data position, whether the warm start ran;
-- ``config.json``: the exact run config.
+- ``config.json``: the exact run config;
+- ``owner.json``: a copy of the run directory's owner record (``fipo_engine.rundir``), when it has one.
 A checkpoint is written to a temporary directory and renamed into place, so a crash never
-leaves a half-written "newest" checkpoint.
+leaves a half-written "newest" checkpoint. Listing, rotation and ``--resume`` see only the
+checkpoints stamped with the directory's owner: a checkpoint another run left there is never
+deleted as "older" nor resumed from.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import torch
 
 from fipo_engine.config import RunConfig
 from fipo_engine.models.loader import Policy, save_policy
+from fipo_engine.rundir import OWNER_FILE, read_owner
 
 PREFIX = "step_"
 
@@ -58,25 +62,40 @@ def save_checkpoint(ckpt_root: Path, policy: Policy, optimizer: torch.optim.Opti
     final = ckpt_root / f"{PREFIX}{state.step:06d}"
     tmp = ckpt_root / f".tmp-{PREFIX}{state.step:06d}"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_policy(policy, tmp / "model")
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    torch.save(rng if rng is not None else rng_state(), tmp / "rng.pt")
-    (tmp / "trainer_state.json").write_text(json.dumps(asdict(state), indent=2))
-    (tmp / "config.json").write_text(cfg.to_json())
+    try:
+        tmp.mkdir(parents=True)
+        save_policy(policy, tmp / "model")
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(rng if rng is not None else rng_state(), tmp / "rng.pt")
+        (tmp / "trainer_state.json").write_text(json.dumps(asdict(state), indent=2))
+        (tmp / "config.json").write_text(cfg.to_json())
+        owner_record = ckpt_root.parent / OWNER_FILE
+        if owner_record.is_file():
+            shutil.copyfile(owner_record, tmp / OWNER_FILE)
+    except BaseException:
+        # Disk full (or a stop) mid-write: drop the partial copy, which also gives back the space the
+        # failure report needs; the newest complete checkpoint stays the newest.
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
-    for old in list_checkpoints(ckpt_root)[:-keep]:
+    for old in list_checkpoints(ckpt_root)[:-keep]:  # this run's only: see list_checkpoints
         shutil.rmtree(old, ignore_errors=True)
     return final
 
 
 def list_checkpoints(ckpt_root: Path) -> list[Path]:
-    """Complete checkpoints, oldest first."""
+    """Complete checkpoints of the run that owns ``ckpt_root``'s directory, oldest first.
+
+    A checkpoint counts when its ``owner.json`` names the same run as the run directory's (both
+    absent for a plain ``fipo train`` directory), so another run's checkpoints are invisible here.
+    """
     if not ckpt_root.is_dir():
         return []
+    owner = read_owner(ckpt_root.parent)
     return sorted(p for p in ckpt_root.iterdir()
-                  if p.is_dir() and p.name.startswith(PREFIX) and (p / "trainer_state.json").is_file())
+                  if p.is_dir() and p.name.startswith(PREFIX) and (p / "trainer_state.json").is_file()
+                  and read_owner(p) == owner)
 
 
 def latest_checkpoint(ckpt_root: Path) -> Path | None:

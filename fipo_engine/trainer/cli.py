@@ -12,20 +12,25 @@ once). Status events (``running`` / ``succeeded`` / ``failed`` with a message) g
 given, the server; a stop sends no final status (the control plane that asked for it records
 ``cancelled``), only a ``checkpoint`` and a ``log`` event.
 ``--server/--run-id/--token`` default to ``$FIPO_SERVER_URL``, ``$FIPO_RUN_ID``, ``$FIPO_RUN_TOKEN``
-when all three are set (keeps the token out of the process list).
+when all three are set (keeps the token out of the process list). ``--run-uid`` (default
+``$FIPO_RUN_UID``, set by the control plane) claims the run directory for that run: a directory
+another run owns is refused with exit code 2 before anything in it is opened (``fipo_engine.rundir``).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
+import shutil
 import sys
 import tempfile
 import time
 import traceback
 from pathlib import Path
+from typing import Any
 
 from fipo_engine.config import ConfigError, RunConfig, validate_config
 
@@ -46,6 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--server", default=None, help="control-plane URL to stream events to")
     parser.add_argument("--run-id", default=None, help="run id on the control plane")
     parser.add_argument("--token", default=None, help="run token (Bearer) for the ingest endpoint")
+    parser.add_argument("--run-uid", default=None,
+                        help="the run's unique id (default $FIPO_RUN_UID): the directory must be this run's")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -91,6 +98,37 @@ def _tracking_args(args: argparse.Namespace) -> tuple[str | None, str | None, st
     return env if all(env) else (None, None, None)
 
 
+LOW_DISK_BYTES = 16 * 1024 * 1024
+
+
+def failure_reason(exc: BaseException, free_bytes: int | None) -> str:
+    """The reason a failed run shows. A full disk surfaces as whatever the writer raised (torch.save
+    says "unexpected pos ..."), so when the run directory's disk is nearly full, say that first."""
+    reason = f"{type(exc).__name__}: {exc}"
+    if free_bytes is not None and free_bytes < LOW_DISK_BYTES:
+        reason = f"No space left in the run directory ({free_bytes // 1024} KiB free): {reason}"
+    return reason[:1000]
+
+
+def _free_bytes(path: Path) -> int | None:
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return None
+
+
+def _report_failure(tracker: Any, exc: BaseException, out: Path) -> None:
+    """Send ``failed`` with the error as the reason. When even that cannot be written (the disk is
+    full, and the spool is on it), say so on stderr: the launcher records the exit code 1."""
+    try:
+        tracker.log(traceback.format_exc()[-4000:])
+        tracker.status("failed", failure_reason(exc, _free_bytes(out)))
+    except OSError as report_error:
+        print(f"fipo train: could not record the failure in the spool ({report_error})", file=sys.stderr)
+    with contextlib.suppress(OSError):
+        tracker.close(timeout=10)
+
+
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -114,6 +152,15 @@ def run(args: argparse.Namespace) -> int:
     else:
         out = Path("var/runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
 
+    from fipo_engine.rundir import RunDirConflict, claim_run_dir
+
+    server, run_id, token = _tracking_args(args)
+    try:  # before the spool is opened: another run's events must not be re-sent as ours
+        claim_run_dir(out, args.run_uid or os.environ.get("FIPO_RUN_UID"), run_id=run_id)
+    except RunDirConflict as exc:
+        print(f"fipo train: {exc}", file=sys.stderr)
+        return 2
+
     from transformers.utils import logging as hf_logging
 
     from fipo_engine.tracking import Tracker
@@ -121,7 +168,6 @@ def run(args: argparse.Namespace) -> int:
     from fipo_engine.trainer.stop import StopRequest
 
     hf_logging.disable_progress_bar()
-    server, run_id, token = _tracking_args(args)
     try:
         tracker = Tracker(out, server=server, run_id=run_id, token=token)
     except ValueError as exc:
@@ -142,10 +188,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"fipo train: invalid config: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:
-        tracker.log(traceback.format_exc()[-4000:])
-        tracker.status("failed", f"{type(exc).__name__}: {exc}"[:1000])
-        tracker.close(timeout=10)
         traceback.print_exc()
+        _report_failure(tracker, exc, out)
         return 1
     if result.stopped:  # cancelled: the control plane already knows; no final status
         tracker.close(timeout=5)  # inside the launcher's grace period (FIPO_CANCEL_GRACE_S, 10 s)

@@ -293,14 +293,18 @@ def test_leaderboard_page_renders_a_state(page: Any, shoot: Any) -> None:
     page.wait_for_selector("#board .state:not(.loading), #board table")
 
 
-def test_a_long_runs_checkpoints_scroll_newest_first(page: Any, dashboard_server: DashboardServer) -> None:
+def test_a_long_runs_checkpoints_scroll_newest_first(page: Any, dashboard_server: DashboardServer,
+                                                     tmp_path: Any) -> None:
     """Hundreds of steps bring dozens of checkpoints: the list scrolls inside its card (newest first)
-    instead of pushing the charts off the first screen."""
+    instead of pushing the charts off the first screen. (The page lists only checkpoints that exist:
+    the directories are made here.)"""
+    for step in [*range(25, 751, 25), 775]:
+        (tmp_path / f"step_{step:06d}").mkdir()
     run = dashboard_server.create_run("many checkpoints")
     token = dashboard_server.start_runs(run["id"])[run["id"]]
     dashboard_server.post_events(run["id"], token, [
         {"type": "status", "state": "running", "message": "hello"}, *metric_events(1, 3),
-        *({"type": "checkpoint", "step": 25 * i, "uri": f"/ckpt/step_{25 * i:06d}"} for i in range(1, 31))])
+        *({"type": "checkpoint", "step": 25 * i, "uri": str(tmp_path / f"step_{25 * i:06d}")} for i in range(1, 31))])
     page.goto(f"/runs/{run['id']}/")
     page.wait_for_function("() => document.body.dataset.chartsReady")
     page.wait_for_selector("#conn[data-state='live']")
@@ -310,5 +314,35 @@ def test_a_long_runs_checkpoints_scroll_newest_first(page: Any, dashboard_server
     box = page.evaluate("() => { const l = document.getElementById('checkpoints'); return [l.clientHeight, l.scrollHeight]; }")
     assert box[0] < box[1] and box[0] <= 14 * 16 + 1  # scrolls, at most 14rem tall
     assert page.locator("#charts").bounding_box()["y"] < 860  # the charts start on the first screen
-    dashboard_server.post_events(run["id"], token, [{"type": "checkpoint", "step": 775, "uri": "/ckpt/step_000775"}])
+    dashboard_server.post_events(run["id"], token, [{"type": "checkpoint", "step": 775,
+                                                     "uri": str(tmp_path / "step_000775")}])
     page.wait_for_function("() => document.querySelector('#checkpoints li').textContent.startsWith('step 775')")
+
+
+def test_resume_a_failed_run_from_its_page(page: Any, dashboard_server: DashboardServer, tmp_path: Any) -> None:
+    """A failed run with a checkpoint gets Resume; the same run goes back to queued with a new
+    segment in its status history. A viewer sees no Resume and the API refuses them."""
+    (tmp_path / "step_000002").mkdir()
+    run = dashboard_server.create_run("resume me")
+    token = dashboard_server.start_runs(run["id"])[run["id"]]
+    dashboard_server.post_events(run["id"], token, [
+        {"type": "status", "state": "running", "message": "hello"}, *metric_events(1, 2),
+        {"type": "checkpoint", "step": 2, "uri": str(tmp_path / "step_000002")},
+        {"type": "status", "state": "failed", "message": "CUDA error: device lost"}])
+    page.context.clear_cookies()
+    page.context.add_cookies(dashboard_server.login_cookie("victor"))
+    page.goto(f"/runs/{run['id']}/")
+    page.wait_for_function("() => document.querySelector('#run-status')?.innerText.trim() === 'failed'")
+    assert page.locator("#resume-btn").count() == 0
+    assert dashboard_server.api("victor").post(f"/runs/{run['id']}/resume/").status_code == 403
+
+    page.context.clear_cookies()
+    page.context.add_cookies(dashboard_server.login_cookie("alice"))
+    page.goto(f"/runs/{run['id']}/")
+    page.click("#resume-btn")
+    page.wait_for_function("() => document.querySelector('#run-status').innerText.trim() === 'queued'")
+    page.wait_for_selector("#resume-btn", state="detached")
+    page.wait_for_selector("#transitions li.segment")
+    assert "resumed by alice from its newest checkpoint (the last reported: step 2)" in page.inner_text("#transitions")
+    detail = dashboard_server.api().get(f"/runs/{run['id']}/").json()
+    assert detail["status"] == "queued" and detail["id"] == run["id"]

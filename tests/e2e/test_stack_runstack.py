@@ -123,4 +123,5 @@ def test_runstack_demo_runs_embedded_and_stops_cleanly_on_sigint(tmp_path: Path)
     left = [f"{p.pid} {p.name()}" for p in tree if alive(p)]
     assert not left, f"processes outlived the stack: {left}"
     # The trainer was stopped with SIGTERM and exited through its own handler (exit code 130).
-    assert (tmp_path / "var" / "runs" / str(run_id) / "exit_code").read_text().strip() == "130"
+    (workdir,) = (tmp_path / "var" / "runs").glob(f"{run_id}-*")  # <id>-<uid12>: unique to the run
+    assert (workdir / "exit_code").read_text().strip() == "130"

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.django_db
 RUN_KEYS = {"id", "name", "team", "created_by", "status", "preset", "launcher", "created_at", "updated_at",
             "last_step", "summary", "can_launch", "can_cancel", "url"}
 DETAIL_KEYS = RUN_KEYS | {"config", "schema_version", "transitions", "checkpoints", "handle", "last_heartbeat",
-                          "stream_pos", "log_tail"}
+                          "stream_pos", "log_tail", "can_resume"}
 
 
 @pytest.fixture
@@ -114,8 +114,9 @@ def test_launch_cancel_clone_delete(api: Any, draft_run: Run, django_capture_on_
 def test_detail_metrics_and_log(api: Any, started_run: tuple[Run, str], settings: Any, tmp_path: Path) -> None:
     run, _ = started_run
     settings.FIPO_RUNS_DIR = tmp_path
-    (tmp_path / str(run.pk)).mkdir()
-    (tmp_path / str(run.pk) / "run.log").write_text("line one\nline two\n")
+    workdir = tmp_path / f"{run.pk}-{run.uid.hex[:12]}"
+    workdir.mkdir()
+    (workdir / "run.log").write_text("line one\nline two\n")
     from webapp.tracking.services import events_ingest
 
     events_ingest(run_id=run.pk, events=[{"seq": i + 1, "type": "metric", "step": i,

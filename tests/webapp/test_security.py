@@ -22,6 +22,7 @@ RUN_ROUTES: list[tuple[str, str, Any, bool]] = [
     ("delete", "/api/v1/runs/{run}/", None, True),
     ("post", "/api/v1/runs/{run}/launch", None, True),
     ("post", "/api/v1/runs/{run}/cancel", None, True),
+    ("post", "/api/v1/runs/{run}/resume/", None, True),
     ("post", "/api/v1/runs/{run}/clone", None, True),
     ("get", "/api/v1/runs/{run}/log", None, False),
     ("get", "/api/v1/runs/{run}/metrics", None, False),

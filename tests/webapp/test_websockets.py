@@ -4,6 +4,8 @@ REDIS_URL is set, else in-memory): catch-up, live items, the reconnect invariant
 from __future__ import annotations
 
 import asyncio
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -48,6 +50,9 @@ async def _receive_until(communicator: WebsocketCommunicator, pos: int, timeout:
     return out
 
 
+_CHECKPOINTS = Path(tempfile.mkdtemp(prefix="fipo-ws-test-checkpoints-"))
+
+
 def _batch(seq0: int, step0: int, n: int, *, final: bool = False) -> list[dict[str, Any]]:
     events: list[dict[str, Any]] = []
     for i in range(n):
@@ -56,7 +61,10 @@ def _batch(seq0: int, step0: int, n: int, *, final: bool = False) -> list[dict[s
                        "values": {"reward/mean": step / 10, "actor/lr": 1e-6 * (1 + step)}})
         events.append({"seq": seq0 + len(events), "type": "sample", "step": step, "index": 0, "prompt": f"q{step}",
                        "response": "a", "reward": 1.0, "correct": True, "tokens": ["a"], "logprob": [-0.5]})
-    events.append({"seq": seq0 + len(events), "type": "checkpoint", "step": step0 + n - 1, "uri": f"ckpt/{step0}"})
+    # a checkpoint directory that exists: run pages list only those (rotation deletes old ones)
+    checkpoint = _CHECKPOINTS / f"step_{step0 + n - 1:06d}"
+    checkpoint.mkdir(parents=True, exist_ok=True)
+    events.append({"seq": seq0 + len(events), "type": "checkpoint", "step": step0 + n - 1, "uri": str(checkpoint)})
     events.append({"seq": seq0 + len(events), "type": "log", "text": f"batch at {step0}"})
     if final:
         events.append({"seq": seq0 + len(events), "type": "status", "state": "succeeded", "message": "done"})

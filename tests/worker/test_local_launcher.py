@@ -242,3 +242,23 @@ def test_read_log_never_splits_a_character(tmp_path: Path) -> None:
     text, offset = launcher.read_log("unused", log, offset)
     assert text == "ü done\n" and offset == log.stat().st_size
     assert launcher.read_log("unused", tmp_path / "missing.log", 5) == ("", 5)
+
+
+def test_a_directory_claimed_by_another_run_is_refused_untouched_and_resume_adds_the_flag(tmp_path: Path) -> None:
+    """Two databases' run 1 with the same workdir: the second launch fails with a reason, the first
+    run's files stay as they were (found with `make run` on SQLite, then PostgreSQL)."""
+    import dataclasses
+
+    launcher = LocalLauncher(program("import sys, pathlib; print('ran', sys.argv[1])"))
+    first = dataclasses.replace(make_spec(tmp_path), run_uid="uid-first")
+    wait_final(launcher, launcher.start(first))
+    assert json.loads((first.workdir / "owner.json").read_text())["run_uid"] == "uid-first"
+    before = {p.name: p.read_bytes() for p in first.workdir.iterdir() if p.is_file()}
+    second = dataclasses.replace(first, run_uid="uid-second", config={"other": True})
+    with pytest.raises(LauncherError, match="belongs to run uid-first"):
+        launcher.start(second)
+    assert {p.name: p.read_bytes() for p in first.workdir.iterdir() if p.is_file()} == before
+    assert job_env(first, base={})["FIPO_RUN_UID"] == "uid-first"
+    resumed = dataclasses.replace(first, resume=True)
+    assert train_command(resumed, first.workdir / "config.json")[-1] == "--resume"
+    assert "--resume" not in train_command(first, first.workdir / "config.json")

@@ -66,6 +66,24 @@ class Throttled(ApplicationError):
         self.retry_after = retry_after
 
 
+class ServiceUnavailable(ApplicationError):
+    """The database cannot be reached (restarting, failing over): try again shortly. Trainers'
+    senders retry any 5xx with backoff, so an outage delays events instead of losing them."""
+
+    code, status = "unavailable", 503
+    retry_after = 2
+
+
+def database_unavailable(exc: BaseException) -> ServiceUnavailable | None:
+    """The 503 for a connection-level database error (``OperationalError``/``InterfaceError``:
+    server down, connection lost, pool exhausted), None for anything else."""
+    from django.db import InterfaceError, OperationalError
+
+    if isinstance(exc, OperationalError | InterfaceError):
+        return ServiceUnavailable(f"the database is unavailable, retry later ({type(exc).__name__})")
+    return None
+
+
 def error_body(code: str, message: str, fields: list[dict[str, str]] | None = None) -> dict[str, Any]:
     """The JSON body of an error (also used by non-DRF views such as the login page's JSON answers)."""
     body: dict[str, Any] = {"code": code, "message": message}
@@ -108,9 +126,10 @@ _DRF_CODES: dict[type[drf.APIException], tuple[str, int]] = {
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF ``EXCEPTION_HANDLER``: every error becomes ``{"error": {code, message, fields?}}``."""
+    exc = database_unavailable(exc) or exc
     if isinstance(exc, ApplicationError):
         response = Response(error_body(exc.code, exc.message, exc.fields), status=exc.status)
-        if isinstance(exc, Throttled) and exc.retry_after:
+        if isinstance(exc, Throttled | ServiceUnavailable) and exc.retry_after:
             response["Retry-After"] = str(exc.retry_after)
         return response
     if isinstance(exc, RequestDataTooBig):

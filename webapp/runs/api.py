@@ -55,16 +55,19 @@ def run_detail_data(run: Run, *, user: User) -> dict[str, Any]:
     only. ``log_tail`` is read from this machine only: a GET never waits on a cluster (the log view,
     ``RunLogApi``, asks the launcher, with a short timeout)."""
     run.refresh_from_db()
-    data = run_data(run, can_write=run.team_id in _writable_teams(user))
+    can_write = run.team_id in _writable_teams(user)
+    data = run_data(run, can_write=can_write)
+    checkpoints = selectors.run_checkpoints(run=run)
     data.update({
         "stream_pos": run.stream_pos,
         "config": run.config, "schema_version": run.schema_version,
         "transitions": [{"at": iso(t.at), "from": t.from_status, "to": t.to_status, "reason": t.reason}
                         for t in run.transitions.order_by("id")],
-        "checkpoints": [{"step": c.step, "uri": c.uri, "at": iso(c.at)} for c in run.checkpoints.order_by("step", "id")],
+        "checkpoints": [{"step": c.step, "uri": c.uri, "at": iso(c.at)} for c in checkpoints],
+        "can_resume": selectors.run_can_resume(run=run, can_write=can_write, checkpoints=checkpoints),
         "handle": run.handle if _is_owner(user, run.team_id) else None,
         "last_heartbeat": iso(run.last_heartbeat),
-        "log_tail": _read_file(services.run_paths(run.pk)[1], None)[0] if run.launcher == "local" else "",
+        "log_tail": _read_file(services.run_paths(run)[1], None)[0] if run.launcher == "local" else "",
     })
     return data
 
@@ -72,10 +75,10 @@ def run_detail_data(run: Run, *, user: User) -> dict[str, Any]:
 def _read_log(run: Run, *, offset: int | None) -> tuple[str, int]:
     """Text of the run log from byte ``offset`` (None: the tail), and the offset after it.
 
-    Local jobs write the log on this machine (``FIPO_RUNS_DIR/<id>/run.log``); other launchers are
+    Local jobs write the log on this machine (``FIPO_RUNS_DIR/<id>-<uid>/run.log``); other launchers are
     asked through their ``read_log``.
     """
-    _, log_path = services.run_paths(run.pk)
+    _, log_path = services.run_paths(run)
     if run.launcher != "local" and run.handle:
         from worker.launchers import LauncherError, get_launcher
 
@@ -160,6 +163,14 @@ class RunCancelApi(APIView):
     def post(self, request: Request, run_id: int) -> Response:
         run = selectors.run_get(user=request.user, run_id=run_id)
         run = services.run_cancel(run=run, user=request.user)
+        return Response(run_detail_data(run, user=request.user), status=status.HTTP_202_ACCEPTED)
+
+
+class RunResumeApi(APIView):
+    @extend_schema(request=None, responses={202: OpenApiTypes.OBJECT})
+    def post(self, request: Request, run_id: int) -> Response:
+        run = selectors.run_get(user=request.user, run_id=run_id)
+        run = services.run_resume(run=run, user=request.user)
         return Response(run_detail_data(run, user=request.user), status=status.HTTP_202_ACCEPTED)
 
 

@@ -6,6 +6,8 @@ check, a ``RunTransition`` row, a stream item, and a websocket notice after comm
 
 from __future__ import annotations
 
+import uuid
+
 from django.conf import settings
 from django.db import models
 
@@ -31,9 +33,17 @@ ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
         {RunStatus.RUNNING, RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.LOST}
     ),
     RunStatus.RUNNING: frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.LOST}),
-    RunStatus.LOST: frozenset({RunStatus.RUNNING, RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED}),
+    RunStatus.LOST: frozenset(
+        {RunStatus.RUNNING, RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.QUEUED}
+    ),
+    # Resume (``services.run_resume``): the same run continues from its newest checkpoint.
+    RunStatus.FAILED: frozenset({RunStatus.QUEUED}),
+    RunStatus.CANCELLED: frozenset({RunStatus.QUEUED}),
 }
 FINAL_STATUSES: frozenset[str] = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
+# Runs a user may resume from a checkpoint ("final" for the job, not for the run: Resume starts a
+# new segment of the same run).
+RESUMABLE_STATUSES: frozenset[str] = frozenset({RunStatus.LOST, RunStatus.FAILED, RunStatus.CANCELLED})
 # States in which a job may exist: these can be cancelled and their run token works.
 ACTIVE_STATUSES: frozenset[str] = frozenset(
     {RunStatus.QUEUED, RunStatus.STARTING, RunStatus.RUNNING, RunStatus.LOST}
@@ -42,6 +52,10 @@ ACTIVE_STATUSES: frozenset[str] = frozenset(
 
 class Run(models.Model):
     name = models.CharField(max_length=200)
+    # Unique for the life of the deployment, unlike the id (a second database starts again at 1):
+    # it names the run's directory and claims it (fipo_engine.rundir). Null only for runs created
+    # before it existed, which keep their old directory ``<id>/``.
+    uid = models.UUIDField(default=uuid.uuid4, null=True, unique=True, editable=False)
     team = models.ForeignKey("accounts.Team", on_delete=models.CASCADE, related_name="runs")
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="runs"

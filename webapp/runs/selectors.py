@@ -3,13 +3,15 @@ except ``run_for_token`` which authenticates a trainer by its run token)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from django.db.models import Q, QuerySet
 
 from webapp.accounts.models import User
 from webapp.accounts.selectors import user_can_write, user_team_ids
 from webapp.common.auth import token_hash
 from webapp.common.errors import NotFound, PermissionDeniedError
-from webapp.runs.models import ACTIVE_STATUSES, Run, RunStatus
+from webapp.runs.models import ACTIVE_STATUSES, RESUMABLE_STATUSES, Checkpoint, Run, RunStatus
 
 
 def run_list(*, user: User, team_id: int | None = None, status: str | None = None,
@@ -54,3 +56,43 @@ def run_can_cancel(*, run: Run, can_write: bool) -> bool:
 def run_for_token(*, token: str) -> Run | None:
     """The run a run token was issued for (any status: the ingest view refuses finished runs)."""
     return Run.objects.filter(token_hash=token_hash(token)).first()
+
+
+def run_can_resume(*, run: Run, can_write: bool, checkpoints: list[Checkpoint] | None = None) -> bool:
+    """Whether the run page offers Resume (the service re-checks, including that the job is gone).
+    ``checkpoints``: the run's ``run_checkpoints`` when the caller has them already."""
+    if not (can_write and run.status in RESUMABLE_STATUSES and launcher_can_resume(run.launcher)):
+        return False
+    return bool(run_checkpoints(run=run) if checkpoints is None else checkpoints)
+
+
+def launcher_can_resume(name: str) -> bool:
+    """Whether the launcher can restart a job from its run directory (``fipo train --resume``)."""
+    from worker.launchers import LauncherError, get_launcher
+
+    try:
+        return bool(getattr(get_launcher(name), "can_resume", False))
+    except LauncherError:
+        return False
+
+
+def _local_path(uri: str) -> Path:
+    return Path(uri.removeprefix("file://"))
+
+
+def run_checkpoints(*, run: Run) -> list[Checkpoint]:
+    """The run's checkpoints, oldest first, one per directory (the latest report of it).
+
+    For jobs whose run directory is on this machine (launchers that can resume, e.g. ``local``)
+    only those whose directory still exists: the trainer's rotation
+    (``trainer.keep_checkpoints``) deletes old ones after reporting them, and a listed checkpoint
+    must be one a resume or an evaluation can actually use.
+    """
+    latest: dict[str, Checkpoint] = {}
+    for checkpoint in Checkpoint.objects.filter(run=run).order_by("step", "id"):
+        latest.pop(checkpoint.uri, None)
+        latest[checkpoint.uri] = checkpoint
+    found = list(latest.values())
+    if launcher_can_resume(run.launcher):
+        found = [c for c in found if _local_path(c.uri).is_dir()]
+    return sorted(found, key=lambda c: (c.step, c.id))

@@ -18,7 +18,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from fipo_engine.config import (
@@ -37,11 +37,12 @@ from webapp.runs.models import (
     ACTIVE_STATUSES,
     ALLOWED_TRANSITIONS,
     FINAL_STATUSES,
+    RESUMABLE_STATUSES,
     Run,
     RunStatus,
     RunTransition,
 )
-from webapp.runs.selectors import access_run_write
+from webapp.runs.selectors import access_run_write, launcher_can_resume, run_checkpoints
 from webapp.tracking.stream import notify_team_on_commit, status_data, stream_append
 
 logger = logging.getLogger(__name__)
@@ -228,17 +229,63 @@ def run_cancel(*, run: Run, user: User) -> Run:
     return locked
 
 
+def run_resume(*, run: Run, user: User) -> Run:
+    """Continue a lost, failed or cancelled run from its newest checkpoint: the same run, a new
+    segment of its status history (-> queued, then ``launch_run`` starts the job with ``--resume``
+    through the run's own launcher).
+
+    Refused (409) when the run is in another state, has no checkpoint on disk, uses a launcher
+    that cannot resume, or its job is still alive (a lost run whose trainer only lost the server:
+    two trainers must never share a run directory).
+    """
+    from webapp.runs.tasks import launch_run
+    from worker.launchers import LauncherError, get_launcher
+
+    access_run_write(user=user, run=run)
+    with transaction.atomic():
+        locked = run_lock(run.pk)
+        if locked.status not in RESUMABLE_STATUSES:
+            raise Conflict(f"only lost, failed or cancelled runs can be resumed; this run is {locked.status}")
+        if not launcher_can_resume(locked.launcher):
+            raise Conflict(f"resume is not supported by the {locked.launcher} launcher")
+        checkpoints = run_checkpoints(run=locked)
+        if not checkpoints:
+            raise Conflict("this run has no checkpoint to resume from")
+        handle = job_handle(locked)
+        if handle:
+            try:
+                job = get_launcher(locked.launcher).poll(handle)
+            except LauncherError as exc:
+                raise Conflict(f"cannot tell whether the job is still running: {exc}") from None
+            if job.state in {"running", "pending"}:
+                raise Conflict("the run's job is still running; cancel it before resuming")
+        locked.cancel_requested_at = None  # the new segment starts without the old cancel request
+        locked.save(update_fields=["cancel_requested_at", "updated_at"])
+        _transition_locked(run=locked, to=RunStatus.QUEUED,
+                           reason=f"resumed by {user.username} from its newest checkpoint "
+                                  f"(the last reported: step {checkpoints[-1].step})")
+        transaction.on_commit(lambda: launch_run.delay(locked.pk))
+    return locked
+
+
 # ------------------------------------------------------------------------------- job control
-def run_paths(run_id: int) -> tuple[Path, Path]:
+def run_dir_name(run: Run) -> str:
+    """``<id>-<12 hex digits of the run's uid>``: unique for the life of the deployment (ids are not:
+    a second database starts again at 1), readable in a listing. Runs from before ``uid`` existed
+    keep their old ``<id>``."""
+    return f"{run.pk}-{run.uid.hex[:12]}" if run.uid else str(run.pk)
+
+
+def run_paths(run: Run) -> tuple[Path, Path]:
     """(workdir, log_path) of a run on the machine that runs local jobs."""
-    workdir = Path(settings.FIPO_RUNS_DIR) / str(run_id)
+    workdir = Path(settings.FIPO_RUNS_DIR) / run_dir_name(run)
     return workdir, workdir / "run.log"
 
 
-def _launch_spec(run: Run, token: str) -> Any:
+def _launch_spec(run: Run, token: str, *, resume: bool = False) -> Any:
     from worker.launchers import LauncherError, LaunchSpec
 
-    workdir, log_path = run_paths(run.pk)
+    workdir, log_path = run_paths(run)
     address: str | None = None
     env: dict[str, str] = {}
     if run.launcher == "ray":  # the deployment's head by name, with the deployment's job variables
@@ -250,7 +297,23 @@ def _launch_spec(run: Run, token: str) -> Any:
         except ValidationFailed:
             raise LauncherError(f"the Ray head {head_name!r} is not configured on this deployment") from None
     return LaunchSpec(run_id=str(run.pk), config=run.config, server_url=settings.FIPO_SERVER_URL, token=token,
-                      workdir=workdir, log_path=log_path, env=env, address=address)
+                      workdir=workdir, log_path=log_path, env=env, address=address,
+                      run_uid=str(run.uid) if run.uid else None, resume=resume)
+
+
+def job_handle(run: Run) -> str | None:
+    """The run's job handle. A local job whose launch task died between starting the job and
+    recording its handle (worker SIGKILLed mid-launch) is still found: the launcher writes the
+    handle next to the job first. Without this, a cancel marked such a run cancelled while its
+    trainer kept running."""
+    if run.handle:
+        return run.handle
+    if run.launcher != "local":
+        return None
+    try:
+        return (run_paths(run)[0] / "handle").read_text().strip() or None
+    except OSError:
+        return None
 
 
 def run_start_job(run_id: int) -> bool:
@@ -267,11 +330,14 @@ def run_start_job(run_id: int) -> bool:
         run = Run.objects.select_for_update().filter(pk=run_id).first()
         if run is None or run.status != RunStatus.QUEUED:
             return False
+        # A run that had a job before is being resumed (run_resume): --resume from its checkpoint.
+        resume = bool(run.handle)
         run.token_hash = token_hash(token)
         run.save(update_fields=["token_hash", "updated_at"])
-        _transition_locked(run=run, to=RunStatus.STARTING, reason=f"starting with the {run.launcher} launcher")
+        verb = "resuming" if resume else "starting"
+        _transition_locked(run=run, to=RunStatus.STARTING, reason=f"{verb} with the {run.launcher} launcher")
     try:
-        spec = _launch_spec(run, token)
+        spec = _launch_spec(run, token, resume=resume)
         spec.workdir.mkdir(parents=True, exist_ok=True)
         handle = get_launcher(run.launcher).start(spec)
     except (LauncherError, OSError) as exc:
@@ -301,9 +367,10 @@ def run_cancel_job(run_id: int, requested_by: str = "") -> bool:
     if run is None or run.status in FINAL_STATUSES:
         return False
     note = ""
-    if run.handle:
+    handle = job_handle(run)
+    if handle:
         try:
-            state = get_launcher(run.launcher).cancel(run.handle, grace_s=settings.FIPO_CANCEL_GRACE_S)
+            state = get_launcher(run.launcher).cancel(handle, grace_s=settings.FIPO_CANCEL_GRACE_S)
             note = f" (job {state.state}{'' if state.exit_code is None else f', exit code {state.exit_code}'})"
         except LauncherError as exc:
             note = f" (stopping the job failed: {exc})"
@@ -314,6 +381,10 @@ def run_cancel_job(run_id: int, requested_by: str = "") -> bool:
                           expected=ACTIVE_STATUSES)
 
 
+def _last_sign_of_life(run: Run) -> datetime:
+    return max(run.last_heartbeat or run.status_changed_at, run.status_changed_at)
+
+
 def runs_reap_lost(*, now: datetime | None = None) -> list[int]:
     """The ``reap_lost_runs`` beat task: starting/running runs without an event for
     ``FIPO_HEARTBEAT_TIMEOUT_S`` become ``lost`` (or ``failed`` when the launcher says the job died
@@ -322,18 +393,21 @@ def runs_reap_lost(*, now: datetime | None = None) -> list[int]:
 
     now = now or timezone.now()
     timeout = timedelta(seconds=settings.FIPO_HEARTBEAT_TIMEOUT_S)
+    # "Last sign of life" is the later of the last event and the last status change: a resumed run
+    # is starting again with the heartbeat of its previous segment, which must not count.
     stale = list(
         Run.objects.filter(status__in=[RunStatus.STARTING, RunStatus.RUNNING])
-        .annotate(seen=Coalesce("last_heartbeat", "status_changed_at"))
+        .annotate(seen=Greatest(Coalesce("last_heartbeat", "status_changed_at"), "status_changed_at"))
         .filter(seen__lt=now - timeout)
     )
     changed = []
     for run in stale:
-        silent_for = int((now - (run.last_heartbeat or run.status_changed_at)).total_seconds())
+        silent_for = int((now - _last_sign_of_life(run)).total_seconds())
         to, reason = RunStatus.LOST, f"no heartbeat for {silent_for} s"
-        if run.handle:
+        handle = job_handle(run)
+        if handle:
             try:
-                job = get_launcher(run.launcher).poll(run.handle)
+                job = get_launcher(run.launcher).poll(handle)
             except LauncherError as exc:
                 reason += f"; launcher poll failed: {exc}"
             else:
@@ -343,10 +417,11 @@ def runs_reap_lost(*, now: datetime | None = None) -> list[int]:
                     reason += f": {job.message}" if job.message else ""
                 else:
                     reason += f"; launcher says the job is {job.state}"
+        else:
+            reason += "; no job was recorded (the worker died while launching?)"
         with transaction.atomic():
             locked = run_lock(run.pk)
-            last = locked.last_heartbeat or locked.status_changed_at
-            if locked.status in {RunStatus.STARTING, RunStatus.RUNNING} and last < now - timeout:
+            if locked.status in {RunStatus.STARTING, RunStatus.RUNNING} and _last_sign_of_life(locked) < now - timeout:
                 _transition_locked(run=locked, to=to, reason=reason)
                 changed.append(run.pk)
     return changed

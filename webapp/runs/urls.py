@@ -7,6 +7,7 @@ urlpatterns = [
     path("runs/<int:run_id>/", api.RunDetailApi.as_view(), name="api-run"),
     path("runs/<int:run_id>/launch", api.RunLaunchApi.as_view(), name="api-run-launch"),
     path("runs/<int:run_id>/cancel", api.RunCancelApi.as_view(), name="api-run-cancel"),
+    path("runs/<int:run_id>/resume/", api.RunResumeApi.as_view(), name="api-run-resume"),
     path("runs/<int:run_id>/clone", api.RunCloneApi.as_view(), name="api-run-clone"),
     path("runs/<int:run_id>/log", api.RunLogApi.as_view(), name="api-run-log"),
     path("config/schema", api.ConfigSchemaApi.as_view(), name="api-config-schema"),

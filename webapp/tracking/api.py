@@ -8,6 +8,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
+from django.db import Error as DatabaseError
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.types import OpenApiTypes
@@ -23,8 +24,10 @@ from webapp.common.errors import (
     ApplicationError,
     NotAuthenticated,
     PayloadTooLarge,
+    ServiceUnavailable,
     Throttled,
     ValidationFailed,
+    database_unavailable,
     error_body,
 )
 from webapp.common.utils import float_param, int_param, loads_lenient
@@ -106,12 +109,18 @@ def ingest_events(request: HttpRequest, run_id: int) -> HttpResponse:
             body_error = exc
         result = services.events_ingest_with_token(run_id=run_id, token=token, events=events,
                                                    check_text=check_text, body_error=body_error)
-    except ApplicationError as exc:
-        response = _json_response(error_body(exc.code, exc.message, exc.fields), status=exc.status)
-        if isinstance(exc, NotAuthenticated):
+    except (ApplicationError, DatabaseError) as exc:
+        # A database that is down or restarting is a 503 (the trainer retries), not a 500.
+        err = database_unavailable(exc) or exc
+        if not isinstance(err, ApplicationError):
+            raise
+        response = _json_response(error_body(err.code, err.message, err.fields), status=err.status)
+        if isinstance(err, NotAuthenticated):
             response["WWW-Authenticate"] = RunTokenAuthentication.keyword
-        if isinstance(exc, Throttled) and exc.retry_after:
-            response["Retry-After"] = str(exc.retry_after)
+        if isinstance(err, Throttled) and err.retry_after:
+            response["Retry-After"] = str(err.retry_after)
+        if isinstance(err, ServiceUnavailable):
+            response["Retry-After"] = str(err.retry_after)
         return response
     return _json_response(result.as_dict())
 

@@ -16,7 +16,12 @@ JobState = Literal["pending", "running", "succeeded", "failed", "stopped", "unkn
 
 @dataclass(frozen=True)
 class LaunchSpec:
-    """What a launcher needs to start one run. ``config`` is the run's exact config (JSON-ready)."""
+    """What a launcher needs to start one run. ``config`` is the run's exact config (JSON-ready).
+
+    ``run_uid`` is the run's deployment-unique id: the job's directory is claimed for it
+    (``fipo_engine.rundir``) and the trainer gets it as ``FIPO_RUN_UID``. ``resume`` continues the
+    run from its newest checkpoint (``fipo train --resume``) instead of starting it.
+    """
 
     run_id: str
     config: dict[str, Any]
@@ -28,6 +33,8 @@ class LaunchSpec:
     # The Ray head to submit to, chosen by the control plane from its settings (None: the CLI's
     # ``launcher.ray.address``). A user's config never names an address the worker calls.
     address: str | None = None
+    run_uid: str | None = None  # the run's uid: its directory belongs to it (fipo_engine/rundir.py)
+    resume: bool = False        # continue from the newest checkpoint (Resume on the run page)
 
 
 @dataclass(frozen=True)
@@ -43,6 +50,8 @@ class LauncherError(RuntimeError):
 
 class Launcher(Protocol):
     name: str
+    # True when start() of a LaunchSpec with resume=True continues the run from its newest
+    # checkpoint (the run page offers Resume only then). Optional: missing means False.
 
     def start(self, spec: LaunchSpec) -> str:
         """Start the job and return its handle. Must be idempotent for the same run where possible."""

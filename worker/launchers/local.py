@@ -32,6 +32,7 @@ from pathlib import Path
 
 import psutil
 
+from fipo_engine.rundir import RunDirConflict, claim_run_dir
 from worker.job_wrapper import read_exit_code
 from worker.launchers.base import JobStatus, LauncherError, LaunchSpec, register_launcher
 
@@ -76,8 +77,9 @@ def train_command(spec: LaunchSpec, config_path: Path) -> list[str]:
     The server URL, run id and token reach the trainer through ``FIPO_SERVER_URL``, ``FIPO_RUN_ID``
     and ``FIPO_RUN_TOKEN`` (see ``job_env``), not the command line, which any local user can read.
     """
-    return [sys.executable, "-m", "fipo_engine.cli", "train", str(config_path), "--out", str(spec.workdir),
-            "--no-progress"]
+    command = [sys.executable, "-m", "fipo_engine.cli", "train", str(config_path), "--out", str(spec.workdir),
+               "--no-progress"]
+    return [*command, "--resume"] if spec.resume else command
 
 
 def redact(command: Sequence[str], secret: str) -> str:
@@ -91,6 +93,8 @@ def job_env(spec: LaunchSpec, base: dict[str, str] | None = None) -> dict[str, s
     env = {k: v for k, v in (os.environ if base is None else base).items() if k not in _WITHHELD_ENV}
     env.update(spec.env)
     env.update({"FIPO_SERVER_URL": spec.server_url, "FIPO_RUN_ID": str(spec.run_id), "FIPO_RUN_TOKEN": spec.token})
+    if spec.run_uid:
+        env["FIPO_RUN_UID"] = spec.run_uid
     env["PYTHONUNBUFFERED"] = "1"
     env["HF_HUB_OFFLINE"] = "1"
     # The wrapper is started by module name: make sure the checkout is importable from the job.
@@ -171,6 +175,7 @@ class LocalLauncher:
     """Runs each job as a subprocess of the calling machine. Stateless: all state is in the handle and workdir."""
 
     name = "local"
+    can_resume = True  # the run directory (checkpoints, spool) is on this machine: --resume finds it
 
     def __init__(self, command: Callable[[LaunchSpec, Path], list[str]] = train_command) -> None:
         # ``command`` builds the job's argv; the default is ``fipo train``. Tests of the process
@@ -179,6 +184,10 @@ class LocalLauncher:
 
     def start(self, spec: LaunchSpec) -> str:
         workdir = Path(spec.workdir)
+        try:  # first: a directory of another run (its job, spool, checkpoints) is left untouched
+            claim_run_dir(workdir, spec.run_uid, run_id=str(spec.run_id))
+        except RunDirConflict as exc:
+            raise LauncherError(str(exc)) from None
         workdir.mkdir(parents=True, exist_ok=True)
         existing = self._running_handle(workdir)
         if existing is not None:  # a retried launch task must not start a second trainer

@@ -118,6 +118,7 @@ def build_submission(spec: LaunchSpec) -> dict[str, Any]:
         "FIPO_SERVER_URL": spec.server_url,
         "FIPO_RUN_ID": str(spec.run_id),
         "FIPO_RUN_TOKEN": spec.token,
+        **({"FIPO_RUN_UID": spec.run_uid} if spec.run_uid else {}),
     }
     runtime_env: dict[str, Any] = {"env_vars": env_vars}
     if ray_cfg.get("pip"):

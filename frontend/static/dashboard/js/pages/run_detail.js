@@ -26,6 +26,9 @@ function header() {
   const actions = h("div.row", { id: "run-actions" });
   if (run.can_launch && run.status === "draft") actions.append(h("button.primary", { type: "button", id: "launch-btn", onclick: () => act("launch") }, "Launch"));
   if (run.can_cancel) actions.append(h("button.danger", { type: "button", id: "cancel-btn", onclick: () => act("cancel") }, "Cancel run"));
+  // A lost, failed or cancelled run with a checkpoint continues as the same run (a new segment below).
+  if (run.can_resume) actions.append(h("button.primary", { type: "button", id: "resume-btn", onclick: () => act("resume/"),
+    title: "Continue this run from its newest checkpoint" }, "Resume"));
   actions.append(h("a.btn", { href: `/runs/new/?from=${run.id}` }, "Clone"));
   actions.append(h("a.btn", { href: `/runs/${run.id}/samples/`, id: "samples-link" }, "Samples"));
   actions.append(h("a.btn", { href: `/compare/?runs=${run.id}` }, "Compare…"));
@@ -47,7 +50,12 @@ function figures() {
 
 function transitions() {
   const list = h("ol.timeline.scroll", { id: "transitions", tabindex: "0", "aria-label": "Status history" });
-  for (const t of run.transitions || []) list.append(h("li", {}, h("strong", {}, `${t.from || "∅"} → ${t.to}`), ` · ${fmtTime(t.at)}`, t.reason ? h("div.muted.small", {}, t.reason) : null));
+  for (const t of run.transitions || []) {
+    // queued after a job ended = Resume: the start of a new segment of the same run
+    const resumed = t.to === "queued" && t.from && t.from !== "draft";
+    list.append(h(resumed ? "li.segment" : "li", {}, resumed ? h("span.badge", {}, "resumed") : null, resumed ? " " : null,
+      h("strong", {}, `${t.from || "∅"} → ${t.to}`), ` · ${fmtTime(t.at)}`, t.reason ? h("div.muted.small", {}, t.reason) : null));
+  }
   if (!(run.transitions || []).length) list.append(h("li.muted", {}, "No transitions yet."));
   return list;
 }
@@ -182,6 +190,7 @@ function onItem(item) {
     case "checkpoint":
       run.checkpoints = [...(run.checkpoints || []), { step: d.step, uri: d.uri, at: d.at }];
       refreshHeader();
+      refetchRun();            // the server lists only checkpoints still on disk (rotation deletes old ones)
       break;
     case "eval":
       if (typeof d.pass_at_1 === "number") onMetric({ step: d.step, values: { "eval/pass_at_1": d.pass_at_1 } });
