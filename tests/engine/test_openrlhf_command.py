@@ -103,7 +103,7 @@ def test_fipo_32b_recipe_values(openrlhf_root: Path) -> None:  # noqa: F811
         "algo.advantage.estimator": "group_norm", "rollout.n_samples_per_prompt": 16, "rollout.batch_size": 512,
         "train.batch_size": 1024, "actor.eps_clip_low_high": [0.2, 0.28], "actor.dual_clip": 10.0,
         "actor.loss_agg_mode": "token-mean", "algo.kl.init_coef": 0.0, "algo.kl.use_loss": False,
-        "actor.entropy_coef": 0.0, "reward.overlong_buffer_len": 4096.0, "reward.overlong_penalty_factor": 1.0,
+        "actor.entropy_coef": None, "reward.overlong_buffer_len": 4096.0, "reward.overlong_penalty_factor": 1.0,
         "algo.dynamic_filtering_enable": True, "algo.dynamic_filtering_range": [0.0, 1.0],
         "rollout.max_new_tokens": 20480, "data.max_len": 2048 + 20480, "actor.adam.lr": 1e-6,
         "actor.lr_scheduler": "constant_with_warmup", "actor.adam.weight_decay": 0.1, "actor.max_norm": 1.0,
@@ -125,6 +125,14 @@ def test_fipo_32b_recipe_values(openrlhf_root: Path) -> None:  # noqa: F811
     assert optimizer_steps(preset("fipo-32b")) == max_steps
     import math
     assert math.ceil(max_steps * args.actor.lr_warmup_ratio) == 10
+
+
+def test_entropy_flag_only_when_the_coefficient_is_not_zero(openrlhf_root: Path) -> None:  # noqa: F811
+    """0.11.2 computes the full-vocabulary entropy whenever the flag is not None (0 included)."""
+    assert "--actor.entropy_coef" not in openrlhf_argv(preset("fipo-32b"))
+    cfg = apply_overrides(preset("fipo-32b"), {"algorithm.entropy_coeff": 0.001})
+    args = parse_with_openrlhf(openrlhf_root, flags_of(openrlhf_command(cfg, reward_file=REWARD_FILE)))
+    assert args.actor.entropy_coef == 0.001
 
 
 def test_warmup_ratio_never_rounds_up() -> None:
