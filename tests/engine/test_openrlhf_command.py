@@ -170,7 +170,67 @@ def test_cli_prints_the_command_and_the_ray_submit_form(capsys: pytest.CaptureFi
     out, err = capsys.readouterr()
     assert out.startswith("ray job submit --address http://127.0.0.1:8265 --runtime-env-json ")
     submitted = shlex.split(out)
+    assert submitted[-3:-1] == ["sh", "-c"]
     assert shlex.split(submitted[-1])[:3] == ["python3", "-m", "openrlhf.cli.train_ppo_ray"]
     assert "worker_process_setup_hook" in out and "safety_thresh=3.0" in err
     with pytest.raises(SystemExit, match="neither a preset"):
         fipo_main(["openrlhf-command", "nope"])
+
+
+STUB_PYTHON3 = """#!/bin/sh
+# test stand-in for the node's python3: `-c` runs the real interpreter (the reward-file lookup),
+# anything else records its argv as JSON and exits 0
+if [ "$1" = "-c" ]; then exec "$REAL_PYTHON" "$@"; fi
+exec "$REAL_PYTHON" -c 'import json, sys; json.dump(sys.argv[1:], open(sys.argv[1], "w"))' "$ARGV_OUT" "$@"
+"""
+
+
+def run_entrypoint(entrypoint: str, tmp_path: Path) -> list[str]:
+    """Run a Ray job entrypoint the way the job supervisor does (``/bin/sh -c``), with a stub python3."""
+    import json
+    import os
+    import subprocess
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    stub = bin_dir / "python3"
+    stub.write_text(STUB_PYTHON3)
+    stub.chmod(0o755)
+    out = tmp_path / "argv.json"
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "REAL_PYTHON": sys.executable,
+           "ARGV_OUT": str(out), "FIPO_RUNS_DIR": "/shared/runs", "FIPO_RUN_ID": "42"}
+    proc = subprocess.run(["/bin/sh", "-c", entrypoint], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, (proc.returncode, proc.stderr)
+    return json.loads(out.read_text())[1:]  # drop the argv.json path
+
+
+def test_ray_submit_line_runs_on_the_head(tmp_path: Path, monkeypatch, capsys) -> None:
+    """The printed line, parsed by the local shell and handed to Ray's real `ray job submit` (its
+    entrypoint join), then run by /bin/sh as the job supervisor does; also with list2cmdline (older Ray)."""
+    import subprocess as sp
+
+    from click.testing import CliRunner
+    from ray.dashboard.modules.job import cli as ray_job_cli
+
+    assert fipo_main(["openrlhf-command", "fipo-7b", "--ray-submit"]) == 0
+    line = capsys.readouterr().out.strip()
+    words = shlex.split(line)
+    assert words[:3] == ["ray", "job", "submit"]
+    submitted: dict = {}
+
+    class Client:
+        def submit_job(self, **kwargs):
+            submitted.update(kwargs)
+            return "job-1"
+
+        def get_version(self) -> str:
+            return "1"
+
+    monkeypatch.setattr(ray_job_cli, "_get_sdk_client", lambda *a, **k: Client())
+    result = CliRunner().invoke(ray_job_cli.submit, [*words[3:words.index("--")], "--no-wait",
+                                                     *words[words.index("--"):]])
+    assert result.exit_code == 0, result.output
+    expected = [*openrlhf_argv(preset("fipo-7b"), reward_file=REWARD_FILE)[1:]]
+    expected = [w.replace("${FIPO_RUNS_DIR:-/tmp/fipo-runs}/${FIPO_RUN_ID:-manual}", "/shared/runs/42") for w in expected]
+    for entrypoint in (submitted["entrypoint"], sp.list2cmdline(words[words.index("--") + 1:])):
+        assert run_entrypoint(entrypoint, tmp_path) == expected
