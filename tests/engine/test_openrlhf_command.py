@@ -234,3 +234,31 @@ def test_ray_submit_line_runs_on_the_head(tmp_path: Path, monkeypatch, capsys) -
     expected = [w.replace("${FIPO_RUNS_DIR:-/tmp/fipo-runs}/${FIPO_RUN_ID:-manual}", "/shared/runs/42") for w in expected]
     for entrypoint in (submitted["entrypoint"], sp.list2cmdline(words[words.index("--") + 1:])):
         assert run_entrypoint(entrypoint, tmp_path) == expected
+
+
+def driver_env_keys(root: Path) -> set[str]:
+    """The keys OpenRLHF's own ``train()`` passes to ``ray.init(runtime_env={"env_vars": {...}})``."""
+    import ast
+
+    tree = ast.parse((root / "openrlhf" / "cli" / "train_ppo_ray.py").read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Dict):
+            for key, value in zip(node.keys, node.values, strict=True):
+                if isinstance(key, ast.Constant) and key.value == "env_vars" and isinstance(value, ast.Dict):
+                    return {k.value for k in value.keys}
+    raise AssertionError("no ray.init env_vars in train_ppo_ray.py")
+
+
+def test_env_vars_openrlhfs_driver_sets_are_refused_naming_the_field(openrlhf_root: Path) -> None:  # noqa: F811
+    from fipo_engine.config import OPENRLHF_DRIVER_ENV_VARS, ConfigError
+
+    assert driver_env_keys(openrlhf_root) == set(OPENRLHF_DRIVER_ENV_VARS)
+    for key in OPENRLHF_DRIVER_ENV_VARS:
+        with pytest.raises(ConfigError) as exc:
+            apply_overrides(preset("fipo-32b"), {"launcher.ray.env_vars": {key: "1", "FIPO_RUNS_DIR": "/s"}})
+        assert [e["path"] for e in exc.value.errors] == [f"launcher.ray.env_vars.{key}"]
+        assert "OpenRLHF" in exc.value.errors[0]["message"]
+    # the native engine runs no OpenRLHF driver: allowed there
+    native = apply_overrides(preset("fipo-32b"), {"launcher.ray.engine": "native",
+                                                  "launcher.ray.env_vars": {"NCCL_DEBUG": "INFO"}})
+    assert native.launcher.ray.env_vars == {"NCCL_DEBUG": "INFO"}
