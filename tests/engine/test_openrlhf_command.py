@@ -262,3 +262,19 @@ def test_env_vars_openrlhfs_driver_sets_are_refused_naming_the_field(openrlhf_ro
     native = apply_overrides(preset("fipo-32b"), {"launcher.ray.engine": "native",
                                                   "launcher.ray.env_vars": {"NCCL_DEBUG": "INFO"}})
     assert native.launcher.ray.env_vars == {"NCCL_DEBUG": "INFO"}
+
+
+def test_the_gpu_smoke_runs_parse_with_openrlhfs_parser(openrlhf_root: Path) -> None:  # noqa: F811
+    """bench/gpu_smoke.py's OpenRLHF run is checked here, on CPU, before a GPU day spends minutes on it."""
+    spec = importlib.util.spec_from_file_location("gpu_smoke", Path(__file__).resolve().parents[2] / "bench" / "gpu_smoke.py")
+    smoke = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(smoke)
+    cfg = apply_overrides(preset("smollm2-gsm"), smoke.two_steps("openrlhf", {
+        "model.source": "hf", "model.path": "/tmp/smollm2-hf", "data.source": "file", "data.path": "/tmp/a.jsonl",
+        "reward.name": "math"}))
+    args = parse_with_openrlhf(openrlhf_root, flags_of(openrlhf_command(cfg, reward_file=REWARD_FILE)))
+    assert (args.actor.num_gpus_per_node, args.vllm.num_engines, args.rollout.batch_size) == (1, 1, 8)
+    assert args.train.batch_size == 16 and args.actor.lr_warmup_ratio == 0.0  # 2 optimizer steps per rollout
+    assert not args.algo.dynamic_filtering_enable
+    native = apply_overrides(preset("smollm2-gsm"), smoke.two_steps("native", {}))
+    assert native.rollout.backend == "vllm" and native.trainer.total_steps == 2
