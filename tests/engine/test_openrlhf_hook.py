@@ -220,3 +220,24 @@ def test_tracker_reports_running_heartbeats_and_a_final_state(tmp_path: Path) ->
     kinds = [(e["type"], e.get("state")) for e in events]
     assert kinds[0] == ("status", "running") and kinds[-1] == ("status", "succeeded")
     assert ("metric", None) in kinds
+
+
+def test_the_trainer_patch_targets_exist_where_ray_imports_them_by_reference(openrlhf_root: Path) -> None:  # noqa: F811
+    """ppo_trainer.py cannot be imported on CPU; its source is read instead. The hook patches methods of
+    ``BasePPOTrainer`` (a plain class, imported by reference in the actor) and the module global
+    ``balance_experiences``; ``PPOTrainer`` itself is an ``@ray.remote`` class, pickled by value from
+    the driver, so its own methods could not be patched."""
+    import ast
+
+    tree = ast.parse((openrlhf_root / "openrlhf" / "trainer" / "ppo_trainer.py").read_text())
+    classes = {node.name: node for node in tree.body if isinstance(node, ast.ClassDef)}
+    base_methods = {f.name for f in classes["BasePPOTrainer"].body if isinstance(f, ast.FunctionDef)}
+    assert {"__init__", "save_logs_and_checkpoints", "save_best_checkpoint", "train_step"} <= base_methods
+    assert [ast.unparse(d) for d in classes["PPOTrainer"].decorator_list] == ["ray.remote"]
+    own = {f.name for f in classes["PPOTrainer"].body if isinstance(f, ast.FunctionDef)}
+    assert not own & {"save_logs_and_checkpoints", "save_best_checkpoint"}  # not overridden
+    train_step = next(f for f in classes["BasePPOTrainer"].body if getattr(f, "name", "") == "train_step")
+    calls = {ast.unparse(n.func) for n in ast.walk(train_step) if isinstance(n, ast.Call)}
+    assert "balance_experiences" in calls  # a module global: rebinding it reaches this call
+    fit = next(f for f in classes["PPOTrainer"].body if getattr(f, "name", "") == "fit")
+    assert "self.save_best_checkpoint" in {ast.unparse(n.func) for n in ast.walk(fit) if isinstance(n, ast.Call)}
