@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from fipo_engine.algorithms.config import PolicyLossConfig
 
@@ -284,6 +285,11 @@ class TrainerConfig(_Frozen):
 
 
 # ------------------------------------------------------------------------------------------ launcher
+# Set by OpenRLHF 0.11.2's driver in ray.init(runtime_env={"env_vars": ...}) (openrlhf/cli/train_ppo_ray.py);
+# Ray refuses to merge them with the same keys of the job's runtime env, so the job would crash at start.
+OPENRLHF_DRIVER_ENV_VARS = ("TOKENIZERS_PARALLELISM", "NCCL_DEBUG", "RAY_ENABLE_ZERO_COPY_TORCH_TENSORS")
+
+
 class RayLauncherConfig(_Frozen):
     """Where and how a Ray job runs (launcher.backend = ray)."""
 
@@ -298,6 +304,19 @@ class RayLauncherConfig(_Frozen):
     gpus_per_node: int = Field(8, ge=1, description="GPUs per node (recipe 8).")
     pip: list[str] = Field(default_factory=list, description="Extra pip packages for the job's runtime env.")
     env_vars: dict[str, str] = Field(default_factory=dict, description="Extra environment variables for the job.")
+
+    @model_validator(mode="after")
+    def _no_openrlhf_driver_env_vars(self) -> RayLauncherConfig:
+        """Refuse, naming ``env_vars.<KEY>``, the keys OpenRLHF's driver sets itself (see above)."""
+        clashes = [key for key in self.env_vars if key in OPENRLHF_DRIVER_ENV_VARS] if self.engine == "openrlhf" else []
+        if clashes:
+            raise ValidationError.from_exception_data(type(self).__name__, [
+                InitErrorDetails(type=PydanticCustomError(
+                    "openrlhf_driver_env_var", "{key} is set by OpenRLHF's driver (ray.init runtime_env) and Ray "
+                    "refuses to merge it with the job's: set it on the nodes' `ray start` environment instead",
+                    {"key": key}), loc=("env_vars", key), input=self.env_vars[key])
+                for key in clashes])
+        return self
 
 
 class LauncherConfig(_Frozen):

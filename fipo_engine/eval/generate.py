@@ -31,7 +31,7 @@ class SamplingSettings:
     batch_size: int = 64
     seed: int = 0
     device: str = "auto"
-    backend: str = "hf"  # hf (transformers generate) or vllm (one GPU, needs the cluster extra)
+    backend: str = "hf"  # hf (transformers generate) or vllm (one GPU, the node install of docs/ray-cluster.md)
 
 
 def _run_config_at(path: Path) -> dict[str, Any] | None:

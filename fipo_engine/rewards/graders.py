@@ -14,12 +14,13 @@ from __future__ import annotations
 import functools
 import json
 import re
-import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from fipo_engine.algorithms.registry import Registry
 from fipo_engine.data.problem import Problem
+from fipo_engine.mathverify import parse_gold, verify_equal
 from fipo_engine.rewards.extract import (
     extract_math_answer,
     extract_plain_answer,
@@ -57,42 +58,27 @@ def grade(name: str, response: str, problem: Problem) -> Grade:
 
 
 # ----------------------------------------------------------------------------------------------- math
-def _timeout() -> int | None:
-    """math-verify's timeouts use signal.alarm, which only works in the main thread."""
-    return 5 if threading.current_thread() is threading.main_thread() else None
-
-
-@functools.lru_cache(maxsize=4096)
-def _parse_gold(answer: str) -> tuple[Any, ...]:
-    from math_verify import parse
-
-    text = answer.strip()
-    if not text:
-        return ()
-    wrapped = text if "\\boxed" in text or text.startswith("$") else f"${text}$"
-    return tuple(parse(wrapped, parsing_timeout=_timeout()))
+_parse_gold = parse_gold  # (the name tests and benches used)
 
 
 _INTEGER = re.compile(r"^-?\d+$")
 
 
-def math_equal(predicted: str, gold: str) -> bool:
-    """Whether two answer strings are mathematically equal (math-verify; string fallback)."""
-    from math_verify import parse, verify
-
+def quick_equal(predicted: str, gold: str) -> bool | None:
+    """The verdicts that need no math-verify: equal normalised strings, two different plain integers
+    (the AIME case). None: math-verify has to decide."""
     pred_norm, gold_norm = normalize_answer(predicted), normalize_answer(gold)
     if pred_norm == gold_norm:
         return True
     if pred_norm is not None and gold_norm is not None and _INTEGER.match(pred_norm) and _INTEGER.match(gold_norm):
-        return False  # two different plain integers (the AIME case): no need to parse
-    try:
-        gold_parsed = list(_parse_gold(gold))
-        pred_parsed = parse(f"${predicted}$", parsing_timeout=_timeout())
-        if not gold_parsed or not pred_parsed:
-            return False
-        return bool(verify(gold_parsed, pred_parsed, timeout_seconds=_timeout()))
-    except Exception:  # math-verify raises on pathological input or timeouts: count as wrong
         return False
+    return None
+
+
+def math_equal(predicted: str, gold: str) -> bool:
+    """Whether two answer strings are mathematically equal (math-verify; string fallback), in-process."""
+    quick = quick_equal(predicted, gold)
+    return quick if quick is not None else verify_equal(predicted, gold)
 
 
 @GRADERS.register("math")
@@ -102,6 +88,20 @@ def grade_math(response: str, problem: Problem) -> Grade:
     if extracted is None:
         return Grade(False, None)
     return Grade(math_equal(extracted, problem.answer), extracted)
+
+
+def grade_math_many(responses: Sequence[str], problems: Sequence[Problem]) -> list[Grade]:
+    """``grade_math`` over a batch, with math-verify in killable worker processes (``rewards.pool``):
+    a pathological answer costs at most the pool's timeout and is graded wrong, in any thread."""
+    from fipo_engine.rewards.pool import verify_many
+
+    extracted = [extract_math_answer(r) for r in responses]
+    verdicts: list[bool | None] = [
+        False if e is None else quick_equal(e, p.answer) for e, p in zip(extracted, problems, strict=True)]
+    todo = [i for i, v in enumerate(verdicts) if v is None]
+    for i, verdict in zip(todo, verify_many([(extracted[i], problems[i].answer) for i in todo]), strict=True):
+        verdicts[i] = verdict
+    return [Grade(bool(v), e) for v, e in zip(verdicts, extracted, strict=True)]
 
 
 # -------------------------------------------------------------------------------------- reasoning_gym

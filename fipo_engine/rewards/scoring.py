@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from fipo_engine.config import RewardConfig
 from fipo_engine.data.problem import Problem
-from fipo_engine.rewards.graders import get_grader
+from fipo_engine.rewards.graders import get_grader, grade_math_many
 
 
 def overlong_penalty(length: int, max_len: int, buffer_len: int, factor: float) -> float:
@@ -48,10 +48,12 @@ def score_responses(
             f"({len(response_lengths)}) must have the same length"
         )
     grader = get_grader(cfg.name)
+    # math: one batch, math-verify in killable worker processes (a hang costs the timeout, not the run)
+    verdicts = grade_math_many(responses, problems) if cfg.name == "math" else None
     buf = cfg.overlong_buffer
     scores, correct, extracted, penalties = [], [], [], []
-    for problem, response, length in zip(problems, responses, response_lengths, strict=True):
-        verdict = grader(response, problem)
+    for i, (problem, response, length) in enumerate(zip(problems, responses, response_lengths, strict=True)):
+        verdict = verdicts[i] if verdicts is not None else grader(response, problem)
         penalty = (
             overlong_penalty(length, max_new_tokens, buf.length, buf.penalty_factor) if buf.enable else 0.0
         )

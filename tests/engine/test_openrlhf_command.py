@@ -103,7 +103,7 @@ def test_fipo_32b_recipe_values(openrlhf_root: Path) -> None:  # noqa: F811
         "algo.advantage.estimator": "group_norm", "rollout.n_samples_per_prompt": 16, "rollout.batch_size": 512,
         "train.batch_size": 1024, "actor.eps_clip_low_high": [0.2, 0.28], "actor.dual_clip": 10.0,
         "actor.loss_agg_mode": "token-mean", "algo.kl.init_coef": 0.0, "algo.kl.use_loss": False,
-        "actor.entropy_coef": 0.0, "reward.overlong_buffer_len": 4096.0, "reward.overlong_penalty_factor": 1.0,
+        "actor.entropy_coef": None, "reward.overlong_buffer_len": 4096.0, "reward.overlong_penalty_factor": 1.0,
         "algo.dynamic_filtering_enable": True, "algo.dynamic_filtering_range": [0.0, 1.0],
         "rollout.max_new_tokens": 20480, "data.max_len": 2048 + 20480, "actor.adam.lr": 1e-6,
         "actor.lr_scheduler": "constant_with_warmup", "actor.adam.weight_decay": 0.1, "actor.max_norm": 1.0,
@@ -125,6 +125,14 @@ def test_fipo_32b_recipe_values(openrlhf_root: Path) -> None:  # noqa: F811
     assert optimizer_steps(preset("fipo-32b")) == max_steps
     import math
     assert math.ceil(max_steps * args.actor.lr_warmup_ratio) == 10
+
+
+def test_entropy_flag_only_when_the_coefficient_is_not_zero(openrlhf_root: Path) -> None:  # noqa: F811
+    """0.11.2 computes the full-vocabulary entropy whenever the flag is not None (0 included)."""
+    assert "--actor.entropy_coef" not in openrlhf_argv(preset("fipo-32b"))
+    cfg = apply_overrides(preset("fipo-32b"), {"algorithm.entropy_coeff": 0.001})
+    args = parse_with_openrlhf(openrlhf_root, flags_of(openrlhf_command(cfg, reward_file=REWARD_FILE)))
+    assert args.actor.entropy_coef == 0.001
 
 
 def test_warmup_ratio_never_rounds_up() -> None:
@@ -162,7 +170,111 @@ def test_cli_prints_the_command_and_the_ray_submit_form(capsys: pytest.CaptureFi
     out, err = capsys.readouterr()
     assert out.startswith("ray job submit --address http://127.0.0.1:8265 --runtime-env-json ")
     submitted = shlex.split(out)
+    assert submitted[-3:-1] == ["sh", "-c"]
     assert shlex.split(submitted[-1])[:3] == ["python3", "-m", "openrlhf.cli.train_ppo_ray"]
     assert "worker_process_setup_hook" in out and "safety_thresh=3.0" in err
     with pytest.raises(SystemExit, match="neither a preset"):
         fipo_main(["openrlhf-command", "nope"])
+
+
+STUB_PYTHON3 = """#!/bin/sh
+# test stand-in for the node's python3: `-c` runs the real interpreter (the reward-file lookup),
+# anything else records its argv as JSON and exits 0
+if [ "$1" = "-c" ]; then exec "$REAL_PYTHON" "$@"; fi
+exec "$REAL_PYTHON" -c 'import json, sys; json.dump(sys.argv[1:], open(sys.argv[1], "w"))' "$ARGV_OUT" "$@"
+"""
+
+
+def run_entrypoint(entrypoint: str, tmp_path: Path) -> list[str]:
+    """Run a Ray job entrypoint the way the job supervisor does (``/bin/sh -c``), with a stub python3."""
+    import json
+    import os
+    import subprocess
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    stub = bin_dir / "python3"
+    stub.write_text(STUB_PYTHON3)
+    stub.chmod(0o755)
+    out = tmp_path / "argv.json"
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "REAL_PYTHON": sys.executable,
+           "ARGV_OUT": str(out), "FIPO_RUNS_DIR": "/shared/runs", "FIPO_RUN_ID": "42"}
+    proc = subprocess.run(["/bin/sh", "-c", entrypoint], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, (proc.returncode, proc.stderr)
+    return json.loads(out.read_text())[1:]  # drop the argv.json path
+
+
+def test_ray_submit_line_runs_on_the_head(tmp_path: Path, monkeypatch, capsys) -> None:
+    """The printed line, parsed by the local shell and handed to Ray's real `ray job submit` (its
+    entrypoint join), then run by /bin/sh as the job supervisor does; also with list2cmdline (older Ray)."""
+    import subprocess as sp
+
+    from click.testing import CliRunner
+    from ray.dashboard.modules.job import cli as ray_job_cli
+
+    assert fipo_main(["openrlhf-command", "fipo-7b", "--ray-submit"]) == 0
+    line = capsys.readouterr().out.strip()
+    words = shlex.split(line)
+    assert words[:3] == ["ray", "job", "submit"]
+    submitted: dict = {}
+
+    class Client:
+        def submit_job(self, **kwargs):
+            submitted.update(kwargs)
+            return "job-1"
+
+        def get_version(self) -> str:
+            return "1"
+
+    monkeypatch.setattr(ray_job_cli, "_get_sdk_client", lambda *a, **k: Client())
+    result = CliRunner().invoke(ray_job_cli.submit, [*words[3:words.index("--")], "--no-wait",
+                                                     *words[words.index("--"):]])
+    assert result.exit_code == 0, result.output
+    expected = [*openrlhf_argv(preset("fipo-7b"), reward_file=REWARD_FILE)[1:]]
+    expected = [w.replace("${FIPO_RUNS_DIR:-/tmp/fipo-runs}/${FIPO_RUN_ID:-manual}", "/shared/runs/42") for w in expected]
+    for entrypoint in (submitted["entrypoint"], sp.list2cmdline(words[words.index("--") + 1:])):
+        assert run_entrypoint(entrypoint, tmp_path) == expected
+
+
+def driver_env_keys(root: Path) -> set[str]:
+    """The keys OpenRLHF's own ``train()`` passes to ``ray.init(runtime_env={"env_vars": {...}})``."""
+    import ast
+
+    tree = ast.parse((root / "openrlhf" / "cli" / "train_ppo_ray.py").read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Dict):
+            for key, value in zip(node.keys, node.values, strict=True):
+                if isinstance(key, ast.Constant) and key.value == "env_vars" and isinstance(value, ast.Dict):
+                    return {k.value for k in value.keys}
+    raise AssertionError("no ray.init env_vars in train_ppo_ray.py")
+
+
+def test_env_vars_openrlhfs_driver_sets_are_refused_naming_the_field(openrlhf_root: Path) -> None:  # noqa: F811
+    from fipo_engine.config import OPENRLHF_DRIVER_ENV_VARS, ConfigError
+
+    assert driver_env_keys(openrlhf_root) == set(OPENRLHF_DRIVER_ENV_VARS)
+    for key in OPENRLHF_DRIVER_ENV_VARS:
+        with pytest.raises(ConfigError) as exc:
+            apply_overrides(preset("fipo-32b"), {"launcher.ray.env_vars": {key: "1", "FIPO_RUNS_DIR": "/s"}})
+        assert [e["path"] for e in exc.value.errors] == [f"launcher.ray.env_vars.{key}"]
+        assert "OpenRLHF" in exc.value.errors[0]["message"]
+    # the native engine runs no OpenRLHF driver: allowed there
+    native = apply_overrides(preset("fipo-32b"), {"launcher.ray.engine": "native",
+                                                  "launcher.ray.env_vars": {"NCCL_DEBUG": "INFO"}})
+    assert native.launcher.ray.env_vars == {"NCCL_DEBUG": "INFO"}
+
+
+def test_the_gpu_smoke_runs_parse_with_openrlhfs_parser(openrlhf_root: Path) -> None:  # noqa: F811
+    """bench/gpu_smoke.py's OpenRLHF run is checked here, on CPU, before a GPU day spends minutes on it."""
+    spec = importlib.util.spec_from_file_location("gpu_smoke", Path(__file__).resolve().parents[2] / "bench" / "gpu_smoke.py")
+    smoke = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(smoke)
+    cfg = apply_overrides(preset("smollm2-gsm"), smoke.two_steps("openrlhf", {
+        "model.source": "hf", "model.path": "/tmp/smollm2-hf", "data.source": "file", "data.path": "/tmp/a.jsonl",
+        "reward.name": "math"}))
+    args = parse_with_openrlhf(openrlhf_root, flags_of(openrlhf_command(cfg, reward_file=REWARD_FILE)))
+    assert (args.actor.num_gpus_per_node, args.vllm.num_engines, args.rollout.batch_size) == (1, 1, 8)
+    assert args.train.batch_size == 16 and args.actor.lr_warmup_ratio == 0.0  # 2 optimizer steps per rollout
+    assert not args.algo.dynamic_filtering_enable
+    native = apply_overrides(preset("smollm2-gsm"), smoke.two_steps("native", {}))
+    assert native.rollout.backend == "vllm" and native.trainer.total_steps == 2

@@ -55,19 +55,56 @@ def test_same_loss_and_gradients_as_ours(openrlhf_loss, name: str, seed: int) ->
 
 
 def test_global_token_normalisation_follows_openrlhf(openrlhf_loss) -> None:  # noqa: F811
-    """On OpenRLHF's path (global token count, DP size) the loss is Σ final_mask·ℓ / N × dp_size."""
+    """On OpenRLHF's path (global token count N, DP size) a micro-batch contributes its final-mask token
+    mean weighted by its share of N: (Σ final·ℓ / Σ final) × (Σ action_mask / N) × dp_size."""
     cls = build_fipo_policy_loss(openrlhf_loss.PolicyLoss)
     new, old, adv, mask = batch(5)
     ours = policy_loss("fipo", new, old, adv, mask, CFG)
-    total = float(ours.final_mask.sum()) * 3  # as if two more micro-batches/ranks held twice as many tokens
+    total = float(mask.sum()) * 3  # as if two more micro-batches/ranks held twice as many tokens
     loss, *_ = cls(**openrlhf_kwargs(CFG), loss_config=CFG)(new, old, adv, action_mask=mask, dp_size=2,
                                                             batch_num_tokens=total)
-    expected = (ours.per_token_loss * ours.final_mask).sum() / total * 2
+    expected = ours.loss * float(mask.sum()) / total * 2
     assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
     # with N = this micro-batch's own token count it is exactly our token-mean
     own, *_ = cls(**openrlhf_kwargs(CFG), loss_config=CFG)(new, old, adv, action_mask=mask,
-                                                           batch_num_tokens=float(ours.final_mask.sum()))
+                                                           batch_num_tokens=float(mask.sum()))
     assert own.item() == pytest.approx(ours.loss.item(), rel=1e-6)
+
+
+def invalidating_batch():
+    """A batch in which FIPO invalidates row 0 (two tokens dual-clipped: A < 0 and ratio > c = 10)."""
+    new, old, adv, mask = batch(11, spread=0.3)
+    new = new.detach().clone()
+    adv = adv.clone()
+    adv[0] = -1.0
+    new[0, 1] = old[0, 1] + 3.0  # ratio e^3 ≈ 20 > 10
+    new[0, 2] = old[0, 2] + 3.0
+    mask[0, :4] = True
+    return new.requires_grad_(True), old, adv, mask
+
+
+@pytest.mark.parametrize("token_level", [True, False])
+def test_openrlhf_and_native_paths_agree_when_fipo_invalidates_a_sequence(openrlhf_loss, token_level) -> None:  # noqa: F811
+    """One micro-batch = one optimizer step, fed to both paths: OpenRLHF's global counts (taken from
+    action_mask before the forward) include the invalidated row; the loss and its gradients must
+    still equal the native trainer's, which aggregates over the final mask."""
+    cfg = CFG if token_level else PolicyLossConfig(loss_agg_mode="seq-mean-token-mean")
+    new, old, adv, mask = invalidating_batch()
+    native = policy_loss("fipo", new, old, adv, mask, cfg)
+    assert bool(mask[0].any()) and not bool(native.final_mask[0].any())  # row 0 really is invalidated
+    (grad_native,) = torch.autograd.grad(native.loss, new)
+    # what OpenRLHF 0.11.2 passes for a single-micro-batch step on one rank
+    counts = ({"batch_num_tokens": float(mask.sum())} if token_level
+              else {"global_batch_size": float(mask.any(-1).sum())})
+    fn = build_fipo_policy_loss(openrlhf_loss.PolicyLoss)(**openrlhf_kwargs(cfg, token_level=token_level),
+                                                          loss_config=cfg)
+    new2 = new.detach().clone().requires_grad_(True)
+    loss, *_ = fn(new2, old, adv, action_mask=mask, dp_size=1, **counts)
+    (grad_openrlhf,) = torch.autograd.grad(loss, new2)
+    assert loss.item() == pytest.approx(native.loss.item(), rel=1e-6)
+    assert torch.allclose(grad_openrlhf, grad_native, rtol=1e-5, atol=1e-9)
+    # the forwarded actor/pg_loss is the token mean (the native metric), not a per-sequence token sum
+    assert fn.last_output.metrics["actor/pg_loss"] == pytest.approx(native.metrics["actor/pg_loss"], rel=1e-6)
 
 
 def test_sequence_mode_uses_global_sequence_count(openrlhf_loss) -> None:  # noqa: F811

@@ -97,6 +97,38 @@ def openrlhf_loss(openrlhf_root: Path) -> types.ModuleType:
     return load_loss_module(openrlhf_root)
 
 
+def load_experience_module(root: Path) -> types.ModuleType:
+    """OpenRLHF's real ``openrlhf/trainer/ppo_utils/experience.py`` (``Experience``,
+    ``balance_experiences``, ``split_experience_batch``, ``make_experience_batch``) with the package
+    ``__init__`` files bypassed; it needs only torch and ``openrlhf/utils/utils.py`` (torch, transformers)."""
+    pkg = root / "openrlhf"
+    stubs = {"openrlhf": package("openrlhf", pkg), "openrlhf.utils": package("openrlhf.utils", pkg / "utils"),
+             "openrlhf.trainer": package("openrlhf.trainer", pkg / "trainer"),
+             "openrlhf.trainer.ppo_utils": package("openrlhf.trainer.ppo_utils", pkg / "trainer" / "ppo_utils")}
+    with stubbed_modules(stubs):
+        return importlib.import_module("openrlhf.trainer.ppo_utils.experience")
+
+
+@pytest.fixture(scope="session")
+def openrlhf_experience(openrlhf_root: Path) -> types.ModuleType:
+    return load_experience_module(openrlhf_root)
+
+
+def load_samples_generator(root: Path) -> types.ModuleType:
+    """OpenRLHF's real ``openrlhf/trainer/ppo_utils/samples_generator.py`` (it turns each vLLM response
+    into an ``Experience``) with ``vllm`` and the vLLM engine module stubbed."""
+    pkg = root / "openrlhf"
+    stubs = {"openrlhf": package("openrlhf", pkg), "openrlhf.utils": package("openrlhf.utils", pkg / "utils"),
+             "openrlhf.trainer": package("openrlhf.trainer", pkg / "trainer"),
+             "openrlhf.trainer.ppo_utils": package("openrlhf.trainer.ppo_utils", pkg / "trainer" / "ppo_utils"),
+             "openrlhf.trainer.ray": package("openrlhf.trainer.ray", pkg / "trainer" / "ray"),
+             "openrlhf.trainer.ray.vllm_engine": package("openrlhf.trainer.ray.vllm_engine",
+                                                         batch_vllm_engine_call=None),
+             "vllm": package("vllm", SamplingParams=object)}
+    with stubbed_modules(stubs):
+        return importlib.import_module("openrlhf.trainer.ppo_utils.samples_generator")
+
+
 def test_the_wheel_is_the_pinned_release(openrlhf_root: Path) -> None:
     bases = (openrlhf_root, *list(openrlhf_root.parents)[:2])  # the package sits in <wheel>.data/purelib
     dist = next(d for base in bases for d in base.glob("openrlhf-*.dist-info"))

@@ -228,6 +228,19 @@ def test_reaper_marks_silent_runs_lost_and_trusts_a_dead_job(queued: Run, fake: 
     assert run.status == RunStatus.FAILED and "exit code 1" in run.transitions.latest("id").reason
 
 
+def test_reaper_takes_a_succeeded_job_as_the_runs_end(queued: Run, fake: FakeLauncher, settings: Any,
+                                                       tmp_path: Path) -> None:
+    """An OpenRLHF job's trainer never reports its end (issue 17): when its events stop and the launcher
+    says the job succeeded, the run succeeded (it used to end as lost)."""
+    settings.FIPO_RUNS_DIR = tmp_path
+    settings.FIPO_HEARTBEAT_TIMEOUT_S = 60
+    tasks.launch_run(queued.pk)
+    fake.poll_state = "succeeded"
+    assert services.runs_reap_lost(now=timezone.now() + timedelta(seconds=61)) == [queued.pk]
+    run = Run.objects.get(pk=queued.pk)
+    assert run.status == RunStatus.SUCCEEDED and "job succeeded" in run.transitions.latest("id").reason
+
+
 def test_draft_only_delete_and_clone(draft_run: Run, member: Any, viewer: Any) -> None:
     clone = services.run_clone(user=member, run=draft_run)
     assert clone.name == "demo (copy)" and clone.config == draft_run.config and clone.status == RunStatus.DRAFT

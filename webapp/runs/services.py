@@ -388,7 +388,8 @@ def _last_sign_of_life(run: Run) -> datetime:
 def runs_reap_lost(*, now: datetime | None = None) -> list[int]:
     """The ``reap_lost_runs`` beat task: starting/running runs without an event for
     ``FIPO_HEARTBEAT_TIMEOUT_S`` become ``lost`` (or ``failed`` when the launcher says the job died
-    with an error). Returns the ids it changed."""
+    with an error, ``succeeded`` when it says the job succeeded: an OpenRLHF job's trainer cannot report
+    its own end, so Ray's terminal state is the run's). Returns the ids it changed."""
     from worker.launchers import LauncherError, get_launcher
 
     now = now or timezone.now()
@@ -415,6 +416,8 @@ def runs_reap_lost(*, now: datetime | None = None) -> list[int]:
                     to = RunStatus.FAILED
                     reason = f"job {job.state}" + (f" with exit code {job.exit_code}" if job.exit_code is not None else "")
                     reason += f": {job.message}" if job.message else ""
+                elif job.state == "succeeded":
+                    to, reason = RunStatus.SUCCEEDED, "job succeeded (reported by the launcher)"
                 else:
                     reason += f"; launcher says the job is {job.state}"
         else:

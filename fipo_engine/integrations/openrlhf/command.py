@@ -150,7 +150,10 @@ def build(cfg: RunConfig, *, reward_file: str | None = None) -> OpenRLHFCommand:
     if a.kl_coef > 0:
         out.flag("algo.kl.use_loss")
         out.flag("algo.kl.estimator", "k3")
-    out.flag("actor.entropy_coef", a.entropy_coeff)
+    if a.entropy_coeff:
+        # 0.11.2 computes a full-vocabulary entropy kept through backward for ANY value, 0 included
+        # (152k vocab x 22.5k tokens ~ 13.7 GB fp32): omitted, the flag stays None and nothing is computed.
+        out.flag("actor.entropy_coef", a.entropy_coeff)
 
     # ---- policy loss: clip-higher, dual clip, aggregation (FIPO's weights come from the swapped loss)
     out.flag("actor.eps_clip_low_high", loss.clip_ratio_low, loss.clip_ratio_high)
@@ -242,6 +245,19 @@ def runtime_env(cfg: RunConfig) -> dict[str, object]:
             "worker_process_setup_hook": SETUP_HOOK}
 
 
+def ray_submit_line(address: str, runtime_env_json: str, command: str) -> str:
+    """``ray job submit ... -- sh -c '<command>'``.
+
+    Ray's CLI joins the words after ``--`` into one entrypoint string (``shlex.join`` in Ray 2.60,
+    ``subprocess.list2cmdline`` in older releases) that ``/bin/sh`` runs on the head. Passing the
+    command as one quoted word made sh look for a program named ``python3 -m openrlhf...`` (exit 127);
+    passing its words would let the local shell or Ray's quoting decide when ``$(...)``/``${...}``
+    expand. ``sh -c`` gives the node's shell exactly the line the ``ray`` launcher submits.
+    """
+    return (f"ray job submit --address {shlex.quote(address)} --runtime-env-json {shlex.quote(runtime_env_json)}"
+            f" -- sh -c {shlex.quote(command)}")
+
+
 # ---- the `fipo openrlhf-command` sub-command ----------------------------------------------
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("config", help="preset name or path to a JSON config")
@@ -267,7 +283,7 @@ def run(args: argparse.Namespace) -> int:
     if args.ray_submit:
         env = json.dumps(runtime_env(cfg), separators=(",", ":"))
         address = cfg.launcher.ray.address
-        print(f"ray job submit --address {shlex.quote(address)} --runtime-env-json {shlex.quote(env)} -- {shlex.quote(command)}")
+        print(ray_submit_line(address, env, command))
     else:
         print(command)
     if args.notes:

@@ -14,8 +14,22 @@ installs an import hook that patches three OpenRLHF modules right after they exe
 - ``openrlhf.trainer.ray.ppo_actor``: ``ActorPPOTrainer.training_step`` adds our loss metrics to
   its status (token-weighted, reduced across ranks by OpenRLHF) and, on rank 0, keeps K samples with
   per-token arrays; ``ppo_train`` hands them to the run's tracker actor.
-- ``openrlhf.trainer.ppo_trainer``: ``BasePPOTrainer.save_logs_and_checkpoints`` (called once per
-  global step) sends the step's metrics to the tracker under our catalog names.
+- ``openrlhf.trainer.ppo_trainer``: ``BasePPOTrainer.__init__`` creates the run's tracker actor (which
+  reports ``running`` and heartbeats from then on); ``save_logs_and_checkpoints`` (called once per
+  global step) sends the step's metrics to the tracker under our catalog names;
+  ``save_best_checkpoint`` (called right after each evaluation with its logs) forwards the
+  evaluation; and ``balance_experiences`` is followed by a shuffle of each rank's experiences.
+
+Why the shuffle: with ``--train.dynamic_batch_enable`` OpenRLHF sorts the rollout by length,
+interleaves long and short chunks across ranks, turns DataLoader shuffling off and cuts optimizer
+steps from consecutive items. The first mini-batch (trained on the policy that sampled it: ratio 1,
+future-KL 0, FIPO weight 1) would always get the longest responses, so FIPO would never reweight the
+responses it exists for. Shuffling inside each rank keeps the per-rank token balance (a rank's total
+is unchanged) and gives every mini-batch position a random mix of lengths.
+
+These are patched on classes and functions that Ray imports by reference in the ``PPOTrainer`` actor
+(``BasePPOTrainer`` and module globals); ``PPOTrainer``'s own methods (``fit``, ``evaluate``) travel
+pickled by value from the driver, where the hook does not run, so they are not patched.
 
 Modules already imported when ``setup()`` runs are patched at once.
 """
@@ -25,7 +39,9 @@ from __future__ import annotations
 import functools
 import importlib.abc
 import importlib.machinery
+import itertools
 import logging
+import random
 import sys
 from collections.abc import Callable
 from types import ModuleType
@@ -108,14 +124,53 @@ def patch_actor_module(module: ModuleType) -> None:
     setattr(trainer_cls, _PATCHED, True)
 
 
+def shuffle_within_ranks(batches: list[Any], split: Callable[[Any], list[Any]], make: Callable[[list[Any]], Any],
+                         rng: random.Random) -> list[Any]:
+    """Each rank's batch with its items in a random order (what ``balance_experiences`` put on each rank
+    stays there, so the per-rank token balance is kept)."""
+    out = []
+    for batch in batches:
+        items = list(split(batch))
+        rng.shuffle(items)
+        out.append(make(items))
+    return out
+
+
+def patch_balance(module: ModuleType) -> None:
+    """Follow the module's ``balance_experiences`` with a seeded shuffle inside each rank."""
+    balance = module.balance_experiences
+    if getattr(balance, _PATCHED, False):
+        return
+    helpers = balance.__globals__  # openrlhf.trainer.ppo_utils.experience, where it is defined
+    split, make = helpers["split_experience_batch"], helpers["make_experience_batch"]
+    calls = itertools.count()
+
+    @functools.wraps(balance)
+    def balance_experiences(experiences: Any, args: Any) -> list[Any]:
+        seed = getattr(getattr(args, "train", None), "seed", 0)
+        rng = random.Random(f"fipo-balance:{seed}:{next(calls)}")
+        return shuffle_within_ranks(balance(experiences, args), split, make, rng)
+
+    setattr(balance_experiences, _PATCHED, True)
+    module.balance_experiences = balance_experiences
+
+
 def patch_trainer_module(module: ModuleType) -> None:
-    """Forward every logged global step to the run's tracker actor (never blocks the trainer)."""
+    """Tracker from the start, every logged step and evaluation forwarded, dynamic batches shuffled."""
     base = module.BasePPOTrainer
     if getattr(base, _PATCHED, False):
         return
     from fipo_engine.integrations.openrlhf import forwarding
 
-    save = base.save_logs_and_checkpoints
+    init, save, save_best = base.__init__, base.save_logs_and_checkpoints, base.save_best_checkpoint
+
+    @functools.wraps(init)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        init(self, *args, **kwargs)
+        try:
+            forwarding.tracker_handle()  # reports `running` and starts the heartbeats before the slow model loads
+        except Exception:
+            log.exception("fipo: could not start the run's tracker")
 
     @functools.wraps(save)
     def save_logs_and_checkpoints(self: Any, global_step: int, logs_dict: dict | None = None, *args: Any,
@@ -126,7 +181,19 @@ def patch_trainer_module(module: ModuleType) -> None:
             log.exception("fipo: could not forward step %s to the tracker", global_step)
         return save(self, global_step, logs_dict, *args, **kwargs)
 
-    base.save_logs_and_checkpoints = save_logs_and_checkpoints
+    @functools.wraps(save_best)
+    def save_best_checkpoint(self: Any, eval_metrics: Any, global_step: int, *args: Any, **kwargs: Any) -> Any:
+        try:
+            if eval_metrics:
+                k = int(self.args.eval.n_samples_per_prompt)
+                forwarding.tracker_handle().eval.remote(global_step, dict(eval_metrics), k)
+        except Exception:
+            log.exception("fipo: could not forward the evaluation of step %s", global_step)
+        return save_best(self, eval_metrics, global_step, *args, **kwargs)
+
+    base.__init__, base.save_logs_and_checkpoints = __init__, save_logs_and_checkpoints
+    base.save_best_checkpoint = save_best_checkpoint
+    patch_balance(module)
     setattr(base, _PATCHED, True)
 
 

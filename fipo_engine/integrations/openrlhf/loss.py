@@ -11,9 +11,15 @@ batch_num_tokens=None, global_batch_size=None) -> (loss, clip_ratio, ppo_kl, vll
 The per-token loss is ``fipo_engine.algorithms.policy_loss`` (the math exists once). Aggregation:
 - without global counts (``batch_num_tokens``/``global_batch_size`` None) it is exactly ours, in the
   configured ``loss_agg_mode``;
-- with them (OpenRLHF's normal path) it is OpenRLHF's: Σ final_mask·ℓ / global tokens × dp_size
-  (token mode) or Σ per-sequence means / global sequences × dp_size, so that one optimizer step is one
-  global token mean across micro-batches and data-parallel ranks, as OpenRLHF intends.
+- with them (OpenRLHF's normal path) each micro-batch contributes its own mean over FIPO's final
+  mask, weighted by its share of OpenRLHF's global count: token mode
+  ``(Σ final·ℓ / Σ final) × (Σ action_mask / batch_num_tokens) × dp_size``, sequence mode
+  ``(mean of per-sequence means over final rows) × (non-empty rows / global_batch_size) × dp_size``.
+  OpenRLHF counts its denominators from ``action_mask`` before the forward pass, so they include the
+  tokens of sequences FIPO then invalidates (dual-clipped more than once); dividing Σ final·ℓ by them
+  directly would shrink the loss of every micro-batch that lost a sequence. With one micro-batch per
+  optimizer step this is exactly the native trainer's loss (its token mean over the final mask),
+  and ``actor/pg_loss`` is that token mean, as in the native path and the paper.
 ``last_output`` keeps the ``PolicyLossOutput`` of the last call for metrics and per-token samples.
 """
 
@@ -82,16 +88,17 @@ def build_fipo_policy_loss(base: type) -> type:
                 out = policy_loss(self.loss_name, log_probs, old_log_probs, advantages, mask, cfg)
                 loss = out.loss
             elif self.token_level_loss:
-                # seq-mean-token-sum x B = Σ final_mask·ℓ (with its graph); then OpenRLHF's global mean
+                # our token mean over the final mask, weighted by this micro-batch's share of the tokens
                 out = policy_loss(self.loss_name, log_probs, old_log_probs, advantages, mask,
-                                  cfg.model_copy(update={"loss_agg_mode": "seq-mean-token-sum"}))
-                total = batch_num_tokens if batch_num_tokens is not None else mask.sum().clamp(min=1)
-                loss = out.loss * log_probs.shape[0] / total * dp_size
+                                  cfg.model_copy(update={"loss_agg_mode": "token-mean"}))
+                tokens = mask.sum()
+                total = batch_num_tokens if batch_num_tokens is not None else tokens.clamp(min=1)
+                loss = out.loss * tokens / total * dp_size
             else:
-                # seq-mean-token-mean x (non-empty rows) = Σ per-sequence means
+                # our mean of per-sequence means over the final mask, weighted by this micro-batch's rows
                 out = policy_loss(self.loss_name, log_probs, old_log_probs, advantages, mask,
                                   cfg.model_copy(update={"loss_agg_mode": "seq-mean-token-mean"}))
-                rows = out.final_mask.any(dim=-1).sum()
+                rows = mask.any(dim=-1).sum()
                 total = global_batch_size if global_batch_size is not None else rows.clamp(min=1)
                 loss = out.loss * rows / total * dp_size
             self.last_output = out

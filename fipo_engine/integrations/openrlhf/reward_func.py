@@ -14,7 +14,8 @@ We return what OpenRLHF reads:
 - ``extra_logs``: ``accuracy``, logged per step by OpenRLHF and forwarded as ``accuracy/mean``.
 
 The grader and scores come from the run config in ``$FIPO_CONFIG_JSON`` (``reward`` section).
-A grader exception scores the response as wrong rather than losing the sample.
+A grader exception scores the response as wrong rather than losing the sample; the ``math`` grader runs
+math-verify in killable worker processes with a timeout (``fipo_engine.rewards.pool``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import torch
 from fipo_engine.config import RewardConfig
 from fipo_engine.data.problem import Problem
 from fipo_engine.rewards import get_grader
+from fipo_engine.rewards.graders import grade_math_many
 
 
 @lru_cache(maxsize=1)
@@ -57,18 +59,38 @@ def response_of(query: str, prompt: str) -> str:
 
 def grade_one(query: str, prompt: str, label: Any, cfg: RewardConfig) -> tuple[float, float]:
     """(reward, accuracy) of one sample."""
-    problem = Problem(id="openrlhf", prompt=prompt, answer=answer_of(label), source="openrlhf")
+    return grade_all([query], [prompt], [label], cfg)[0]
+
+
+def grade_all(queries: list[str], prompts: list[str], labels: list[Any], cfg: RewardConfig
+              ) -> list[tuple[float, float]]:
+    """(reward, accuracy) per sample. The ``math`` grader runs math-verify in killable worker
+    processes: OpenRLHF calls us in a thread, where math-verify has no timeout and a pathological
+    answer would hang the vLLM engine (``fipo_engine.rewards.pool``)."""
+    problems = [Problem(id="openrlhf", prompt=p, answer=answer_of(label), source="openrlhf")
+                for p, label in zip(prompts, labels, strict=True)]
+    responses = [response_of(q, p) for q, p in zip(queries, prompts, strict=True)]
     try:
-        correct = get_grader(cfg.name)(response_of(query, prompt), problem).correct
-    except Exception:  # a grader failure must not drop the sample (OpenRLHF would log and lose it)
-        correct = False
-    return (cfg.correct_score if correct else cfg.incorrect_score), float(correct)
+        if cfg.name == "math":
+            verdicts = [g.correct for g in grade_math_many(responses, problems)]
+        else:
+            verdicts = [_safe(cfg.name, r, problem) for r, problem in zip(responses, problems, strict=True)]
+    except Exception:  # a grader failure must not drop the samples (OpenRLHF would log and lose them)
+        verdicts = [False] * len(problems)
+    return [((cfg.correct_score if c else cfg.incorrect_score), float(c)) for c in verdicts]
+
+
+def _safe(name: str, response: str, problem: Problem) -> bool:
+    try:
+        return get_grader(name)(response, problem).correct
+    except Exception:
+        return False
 
 
 def reward_func(queries: list[str], prompts: list[str], labels: list[Any], **_: Any) -> dict[str, Any]:
     """OpenRLHF's reward-function entry point (see module docstring)."""
     cfg = reward_config()
-    graded = [grade_one(q, p, label, cfg) for q, p, label in zip(queries, prompts, labels, strict=True)]
+    graded = grade_all(queries, prompts, labels, cfg)
     rewards = torch.tensor([r for r, _ in graded], dtype=torch.float32)
     accuracy = torch.tensor([a for _, a in graded], dtype=torch.float32)
     return {"rewards": rewards, "scores": accuracy, "extra_logs": {"accuracy": accuracy}}
