@@ -5,7 +5,8 @@ every checkpoint and every run row stores it verbatim. Defaults reproduce the of
 Qwen2.5-32B FIPO recipe (FIPO_SPEC.md §7) wherever the paper gives a value; where it does not
 (model, data, launcher), the default is the small offline CPU setting so a fresh machine works.
 
-Presets (``preset(name)``): ``fipo-32b``, ``fipo-7b``, ``dapo-32b``, ``cpu-demo``, ``cot-demo``, ``smollm2-gsm``.
+Presets (``preset(name)``): ``fipo-32b``, ``fipo-7b``, ``dapo-32b``, ``cpu-demo``, ``cot-demo``,
+``smollm2-gsm``, ``smollm2-arith``.
 Overrides use dotted paths: ``apply_overrides(cfg, {"trainer.lr": 2e-6})``.
 """
 
@@ -224,7 +225,8 @@ class RewardConfig(_Frozen):
     name: str = Field(
         "math",
         description="Grader: math (math-verify on the final boxed answer, +1/-1 as the recipe), "
-        "reasoning_gym (the task's own score_answer), exact (normalised string match).",
+        "reasoning_gym (the task's own score_answer), reasoning_gym_last_number (the same, reading the last "
+        "number when there is no box or Answer: line), exact (normalised string match).",
     )
     correct_score: float = Field(1.0, description="Score of a correct answer.")
     incorrect_score: float = Field(-1.0, description="Score of a wrong or missing answer.")
@@ -439,7 +441,12 @@ def _cot_demo() -> dict[str, Any]:
 
 
 def _smollm2_gsm() -> dict[str, Any]:
-    """SmolLM2-135M-Instruct on reasoning-gym gsm_symbolic: a real pretrained model (meant for a GPU)."""
+    """SmolLM2-135M-Instruct on reasoning-gym gsm_symbolic, 512 new tokens: a GPU-sized setting.
+
+    Not a CPU preset: the model solves about 1% of these problems, so nearly every group is all
+    wrong and dynamic sampling keeps almost nothing (measured on 2 cores: ~280 s a step before
+    ``sampling.stop_drawing`` cut hopeless draws short). On a CPU use ``smollm2-arith``.
+    """
     return {
         "model": {"source": "smollm2"},
         "data": {"source": "reasoning_gym", "task": "gsm_symbolic", "train_size": 2000, "eval_size": 64,
@@ -451,6 +458,34 @@ def _smollm2_gsm() -> dict[str, Any]:
     }
 
 
+def _smollm2_arith() -> dict[str, Any]:
+    """SmolLM2-135M-Instruct on sums and differences of 1-2 digit numbers: a real pretrained model on 2 CPU cores.
+
+    The task is one the model partly solves (docs/trainer.md has the measured start), so most
+    groups of 4 have mixed rewards and dynamic sampling rarely draws twice. The model states its
+    result in prose ("The result of 4 - 1 is 3.") and almost never boxes it, so the strict
+    ``reasoning_gym`` grader scores it 0; ``reasoning_gym_last_number`` reads a box or an
+    ``Answer:`` line if there is one, else the last number. Sampling at temperature 0.7 / top-p 0.9
+    (at 1.0 a 135M model's samples read as noise), 48 new tokens (its answers take 10-30), 4
+    prompts x 4 samples a step in 2 mini-batches (FIPO needs more than one), one torch thread (on
+    a shared machine a second thread's hand-offs cost more than it gives).
+    """
+    return {
+        "model": {"source": "smollm2"},
+        "data": {"source": "reasoning_gym", "task": "basic_arithmetic",
+                 "task_kwargs": {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 2,
+                                 "operators": ["+", "-"], "allow_parentheses": False, "allow_negation": False},
+                 "train_size": 2000, "eval_size": 32, "max_prompt_length": 128,
+                 "prompt_suffix": "\nGive only the result, as \\boxed{number}."},
+        "reward": {"name": "reasoning_gym_last_number", "overlong_buffer": {"length": 16}},
+        "rollout": {"n": 4, "temperature": 0.7, "top_p": 0.9, "max_new_tokens": 48, "generation_batch_size": 32},
+        "trainer": {"total_steps": 20, "train_batch_size": 4, "gen_batch_size": 6, "max_num_gen_batches": 2,
+                    "ppo_mini_batch_size": 2, "micro_batch_size": 8, "lr": 5e-6, "warmup_steps": 2,
+                    "weight_decay": 0.0, "eval_every": 10, "eval_k": 1, "save_every": 10, "log_samples": 4,
+                    "cpu_threads": 1},
+    }
+
+
 PRESETS: dict[str, tuple[str, Callable[[], dict[str, Any]]]] = {
     "fipo-32b": ("FIPO 32B recipe", _fipo_32b),
     "fipo-7b": ("FIPO 7B", _fipo_7b),
@@ -458,6 +493,7 @@ PRESETS: dict[str, tuple[str, Callable[[], dict[str, Any]]]] = {
     "cpu-demo": ("CPU demo", _cpu_demo),
     "cot-demo": ("Chain-of-thought demo (CPU)", _cot_demo),
     "smollm2-gsm": ("SmolLM2-135M on GSM-Symbolic", _smollm2_gsm),
+    "smollm2-arith": ("SmolLM2-135M on arithmetic (CPU)", _smollm2_arith),
 }
 
 

@@ -60,6 +60,8 @@ METRICS: tuple[Metric, ...] = (
     _M("sampling/kept_group_fraction", "sampling", "fraction", "Groups kept: reward variance was non-zero."),
     _M("sampling/all_correct_group_fraction", "sampling", "fraction", "Groups dropped because all were correct."),
     _M("sampling/all_wrong_group_fraction", "sampling", "fraction", "Groups dropped because all were wrong."),
+    _M("sampling/fill_fraction", "sampling", "fraction",
+       "Groups trained on / train_batch_size: below 1 when dynamic sampling stopped before the batch was full."),
     # --- policy loss (official verl names, FIPO_SPEC.md §6)
     _M("actor/pg_loss", "clip", "loss", "Policy-gradient loss (× loss-scale factor), mean over mini-batches."),
     _M("actor/pg_clipfrac", "clip", "fraction", "Tokens whose clipped surrogate was active (r outside the clip band)."),

@@ -123,3 +123,23 @@ def normalize_answer(answer: str | None) -> str | None:
             stripped = "0" + stripped
         return str(int(stripped)) if _INT.match(stripped) else stripped.lstrip("+")
     return text or None
+
+
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def extract_last_number(response: str) -> str | None:
+    """For small chat models that state a result in prose: the boxed content or ``Answer:`` line if any,
+    else the last number in the response (``"The result of 4 - 1 is 3."`` gives ``3``).
+
+    Lenient by design (a response that ends on a wrong number is wrong, one that rambles past its
+    answer usually ends on another number); only the ``reasoning_gym_last_number`` grader uses it.
+    """
+    boxed = last_boxed(response)
+    if boxed:
+        return boxed
+    line = answer_line(response)
+    if line:
+        return line
+    numbers = _NUMBER.findall(response.replace(",", ""))
+    return numbers[-1] if numbers else None

@@ -4,6 +4,9 @@
   characters (last box wins), compared with the ground truth by math-verify, so ``033`` equals ``33``,
   ``\\frac{1}{2}`` equals ``0.5`` and LaTeX forms are parsed. No extractable answer is wrong.
 * ``reasoning_gym``: the generator's own ``score_answer(answer=..., entry=...)``; score >= 1 is correct.
+* ``reasoning_gym_last_number``: the same, but with no box and no ``Answer:`` line the last number in
+  the response is the answer: a 135M chat model states results in prose ("4 - 1 is 3.") and
+  rarely boxes them, so the strict grader scores it 0 on tasks it mostly solves (``smollm2-arith``).
 * ``exact``: normalised string equality (see ``extract.normalize_answer``).
 
 Register another with ``@GRADERS.register("name")``; the reward config's ``name`` selects it.
@@ -22,6 +25,7 @@ from fipo_engine.algorithms.registry import Registry
 from fipo_engine.data.problem import Problem
 from fipo_engine.mathverify import parse_gold, verify_equal
 from fipo_engine.rewards.extract import (
+    extract_last_number,
     extract_math_answer,
     extract_plain_answer,
     normalize_answer,
@@ -127,6 +131,18 @@ def _gym_task(problem: Problem) -> tuple[str, dict[str, Any], dict[str, Any]]:
 def grade_reasoning_gym(response: str, problem: Problem) -> Grade:
     """The task's own ``score_answer``; answer = boxed content, else ``Answer:`` line, else last line."""
     extracted = extract_plain_answer(response)
+    if extracted is None:
+        return Grade(False, None)
+    task, kwargs, entry = _gym_task(problem)
+    dataset = _gym_dataset(task, json.dumps(kwargs, sort_keys=True, default=str))
+    score = dataset.score_answer(answer=extracted, entry=entry)
+    return Grade(score is not None and float(score) >= 1.0, extracted)
+
+
+@GRADERS.register("reasoning_gym_last_number")
+def grade_reasoning_gym_last_number(response: str, problem: Problem) -> Grade:
+    """The task's own ``score_answer`` on the boxed content, else the ``Answer:`` line, else the last number."""
+    extracted = extract_last_number(response)
     if extracted is None:
         return Grade(False, None)
     task, kwargs, entry = _gym_task(problem)

@@ -63,10 +63,11 @@ from fipo_engine.trainer.metrics import (
     reward_stats,
     sample_indices,
 )
-from fipo_engine.trainer.sampling import enough_groups, filter_groups
+from fipo_engine.trainer.sampling import filter_groups, stop_drawing, underfill_message
 from fipo_engine.trainer.stop import StopRequest
 
 log = logging.getLogger("fipo.trainer")
+UNDERFILL_LOG_EVERY = 10  # steps between two "batch not filled" log lines
 
 
 @dataclass
@@ -248,6 +249,7 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, tracker:
 
     bar = _progress_bar(progress, t.total_steps, "fipo train", initial=state.step)
     n = cfg.rollout.n
+    last_underfill_log = -UNDERFILL_LOG_EVERY
 
     while state.step < t.total_steps and not result.stopped:
         if stopping():
@@ -293,8 +295,9 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, tracker:
                                  "response_ids": [gens[i].response_ids for i in rows],
                                  "truncated": [gens[i].truncated for i in rows],
                                  "scores": [rewards.scores[i] for i in rows], "correct": [rewards.correct[i] for i in rows]})
-                if not t.dynamic_sampling or enough_groups(len(kept), t.train_batch_size, num_gen_batches,
-                                                           t.max_num_gen_batches):
+                stop_reason = stop_drawing(len(kept), counts["groups"], t.train_batch_size, len(problems),
+                                           num_gen_batches, t.max_num_gen_batches) if t.dynamic_sampling else "full"
+                if stop_reason:
                     break
                 if stopping():
                     raise GenerationInterrupted
@@ -312,6 +315,17 @@ def train(cfg: RunConfig, out_dir: str | Path, *, resume: bool = False, tracker:
             metrics["sampling/kept_group_fraction"] = 1 - (counts["all_correct"] + counts["all_wrong"]) / counts["groups"]
             metrics["sampling/all_correct_group_fraction"] = counts["all_correct"] / counts["groups"]
             metrics["sampling/all_wrong_group_fraction"] = counts["all_wrong"] / counts["groups"]
+        if t.dynamic_sampling:  # an unfilled batch says so: a metric every step, a log line now and then
+            metrics["sampling/fill_fraction"] = num_groups / t.train_batch_size
+            if num_groups < t.train_batch_size and step - last_underfill_log >= UNDERFILL_LOG_EVERY:
+                last_underfill_log = step
+                line = underfill_message(
+                    step, trained=num_groups, train_batch_size=t.train_batch_size, num_gen_batches=num_gen_batches,
+                    reason=stop_reason, kept=counts["groups"] - counts["all_correct"] - counts["all_wrong"],
+                    all_correct=counts["all_correct"], all_wrong=counts["all_wrong"],
+                    accuracy=metrics["accuracy/gen_mean"], group_size=n, max_num_gen_batches=t.max_num_gen_batches)
+                log.warning(line)
+                tracker.log(line)
 
         trained_tokens = 0
         if num_groups:

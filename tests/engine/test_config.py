@@ -92,7 +92,8 @@ def test_run_config_defaults_reproduce_the_32b_recipe() -> None:
 
 
 def test_every_preset_validates_and_records_its_name() -> None:
-    assert preset_names() == ["fipo-32b", "fipo-7b", "dapo-32b", "cpu-demo", "cot-demo", "smollm2-gsm"]
+    assert preset_names() == ["fipo-32b", "fipo-7b", "dapo-32b", "cpu-demo", "cot-demo", "smollm2-gsm",
+                              "smollm2-arith"]
     for name in preset_names():
         cfg = preset(name)
         assert cfg.preset == name
@@ -117,11 +118,19 @@ def test_cpu_demo_is_small() -> None:
     assert demo.trainer.train_batch_size // demo.trainer.ppo_mini_batch_size > 1  # FIPO needs >1 update (§11.7)
 
 
+def test_smollm2_arith_is_sized_for_a_cpu() -> None:
+    cfg = preset("smollm2-arith")
+    assert cfg.model.source == "smollm2" and cfg.trainer.device == "auto" and cfg.rollout.backend == "hf"
+    assert cfg.trainer.train_batch_size * cfg.rollout.n <= 32 and cfg.rollout.max_new_tokens <= 64
+    assert cfg.trainer.train_batch_size // cfg.trainer.ppo_mini_batch_size > 1  # FIPO needs >1 update (§11.7)
+    assert cfg.rollout.temperature < 1.0 and cfg.trainer.max_num_gen_batches <= 2
+
+
 def test_unknown_preset_fails_with_the_path() -> None:
     with pytest.raises(ConfigError) as err:
         preset_dict("fipo-1t")
     assert err.value.errors == [{"path": "preset", "message": "unknown preset 'fipo-1t'; valid: fipo-32b, fipo-7b, "
-                                 "dapo-32b, cpu-demo, cot-demo, smollm2-gsm"}]
+                                 "dapo-32b, cpu-demo, cot-demo, smollm2-gsm, smollm2-arith"}]
 
 
 # ------------------------------------------------------------------------------------------ errors

@@ -113,8 +113,26 @@ def test_reasoning_gym_grader_uses_the_task_scorer() -> None:
         grade("reasoning_gym", "1", _p("1"))
 
 
+def test_last_number_grader_reads_prose_answers_and_prefers_a_box() -> None:
+    import reasoning_gym
+
+    entry = reasoning_gym.create_dataset("basic_arithmetic", size=1, seed=3)[0]
+    gold, problem = entry["answer"], _p(entry["answer"], task="basic_arithmetic", entry=entry)
+    wrong = str(int(gold) + 1)
+    assert grade("reasoning_gym_last_number", f"The result is {gold}.", problem).correct
+    assert not grade("reasoning_gym", f"The result is {gold}.", problem).correct  # the strict grader reads the line
+    assert grade("reasoning_gym_last_number", f"It is {wrong}, no: {gold}", problem).extracted == gold
+    assert not grade("reasoning_gym_last_number", f"{gold} plus 1 makes {wrong}.", problem).correct
+    assert grade("reasoning_gym_last_number", rf"\boxed{{{gold}}} (not {wrong})", problem).correct  # a box wins
+    assert grade("reasoning_gym_last_number", f"Answer: {gold}\nchecked with 2 steps", problem).correct
+    assert grade("reasoning_gym_last_number", "no digits here", problem).extracted is None
+    assert grade("reasoning_gym_last_number", "in all 1,234 legs", _p("1234", task="basic_arithmetic",
+                                                                        entry={**entry, "answer": "1234"})
+                 ).extracted == "1234"
+
+
 def test_registry_names_and_unknown() -> None:
-    assert {"math", "reasoning_gym", "exact"} <= set(grader_names())
+    assert {"math", "reasoning_gym", "reasoning_gym_last_number", "exact"} <= set(grader_names())
     with pytest.raises(RegistryError, match=r"valid names: .*math"):
         get_grader("nope")
 
