@@ -176,7 +176,9 @@ def test_eval_job_end_to_end_and_entry_pages(teams: dict[str, Any], tiny_run: Ru
     assert (job["done"], job["total"], job["step"], job["benchmark"]) == (3, 3, 20, bench["id"])
     entry = LeaderboardEntry.objects.get(pk=job["entry"])
     assert (entry.benchmark, entry.benchmark_sha256, entry.k, entry.n_problems) == ("tinybench", bench["sha256"], 2, 3)
-    assert [j["id"] for j in alice.get(f"/api/v1/eval-jobs/?run={tiny_run.pk}").json()] == [job_id]
+    listed = alice.get(f"/api/v1/eval-jobs/?run={tiny_run.pk}").json()
+    assert [j["id"] for j in listed["results"]] == [job_id]
+    assert listed["defaults"] == {"k": 4, "max_new_tokens": 24, "temperature": 1.0, "top_p": 0.7}  # cpu-demo
     kinds = list(StreamItem.objects.filter(run=tiny_run).values_list("type", flat=True))
     assert "eval" in kinds and kinds.count("eval_job") >= 2  # running ... succeeded, over the websocket
 

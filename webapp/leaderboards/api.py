@@ -173,7 +173,8 @@ class EvalJobListApi(APIView):
         run_id = _int_param(request.query_params.get("run"), "run")
         if run_id is None:
             raise ValidationFailed("run is required", fields=[{"path": "run", "message": "required"}])
-        return Response([job_data(j) for j in jobs.eval_job_list(user=request.user, run_id=run_id)])
+        run, listed = jobs.eval_job_list(user=request.user, run_id=run_id)
+        return Response({"defaults": jobs.run_defaults(run), "results": [job_data(j) for j in listed]})
 
 
 class EvalJobDetailApi(APIView):

@@ -88,13 +88,20 @@ def checkpoint_path(uri: str) -> Path:
     return Path(uri.removeprefix("file://"))
 
 
+PAPER_PROTOCOL = {"k": 32, "temperature": 1.0, "top_p": 0.7}
+
+
 def run_defaults(run: Run) -> dict[str, Any]:
-    """Defaults from the run's own config: its response length limit and eval sampling settings
-    (what the run page's Evaluate form shows; the paper's protocol for the big presets)."""
+    """Eval settings a job of this run gets unless the request overrides them (and what the run
+    page's Evaluate form shows): the run's own response length limit and eval sampling settings;
+    k is the run's ``trainer.eval_k`` for the tiny CPU models and the paper's 32 otherwise."""
     cfg = run.config if isinstance(run.config, dict) else {}
-    rollout, trainer = cfg.get("rollout", {}), cfg.get("trainer", {})
-    defaults = {"k": trainer.get("eval_k"), "max_new_tokens": rollout.get("max_new_tokens"),
-                "temperature": trainer.get("eval_temperature"), "top_p": trainer.get("eval_top_p")}
+    rollout, trainer, model = cfg.get("rollout", {}), cfg.get("trainer", {}), cfg.get("model", {})
+    small = model.get("source") == "tiny"
+    defaults = {"k": trainer.get("eval_k") if small else PAPER_PROTOCOL["k"],
+                "max_new_tokens": rollout.get("max_new_tokens"),
+                "temperature": trainer.get("eval_temperature", PAPER_PROTOCOL["temperature"]),
+                "top_p": trainer.get("eval_top_p", PAPER_PROTOCOL["top_p"])}
     return {k: v for k, v in defaults.items() if v is not None}
 
 
@@ -131,11 +138,12 @@ def eval_job_get(*, user: User, job_id: int) -> EvalJob:
     return job
 
 
-def eval_job_list(*, user: User, run_id: int) -> list[EvalJob]:
+def eval_job_list(*, user: User, run_id: int) -> tuple[Run, list[EvalJob]]:
+    """A run the user may see and its latest 50 eval jobs, newest first."""
     from webapp.runs.selectors import run_get
 
     run = run_get(user=user, run_id=run_id)
-    return list(EvalJob.objects.filter(run=run).select_related("benchmark").order_by("-id")[:50])
+    return run, list(EvalJob.objects.filter(run=run).select_related("benchmark").order_by("-id")[:50])
 
 
 def eval_job_cancel(*, user: User, job_id: int) -> EvalJob:
