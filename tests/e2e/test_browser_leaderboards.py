@@ -78,8 +78,7 @@ def _external_result(tmp: Path) -> dict[str, Any]:
     return json.loads(out.getvalue())
 
 
-def test_upload_evaluate_watch_open_compare(browser: Any, stack: Any, trained: dict[str, Any], shoot: Any,
-                                            tmp_path: Path) -> None:
+def test_upload_evaluate_watch_open_compare(browser: Any, stack: Any, trained: dict[str, Any], tmp_path: Path) -> None:
     run_id = trained["id"]
     page = _page(browser, stack, "alice")
 
@@ -143,7 +142,6 @@ def test_upload_evaluate_watch_open_compare(browser: Any, stack: Any, trained: d
     rows = page.locator("#board tbody tr")
     assert rows.count() == 2 and "external-api-model" in rows.first.inner_text()  # 66.7% leads
     assert page.locator("#board .cibar .band").count() == 2
-    shoot(page, "leaderboard-board")
 
     # 5. compare the two entries
     for box in page.locator("#board tbody input[type=checkbox]").all():
@@ -153,12 +151,10 @@ def test_upload_evaluate_watch_open_compare(browser: Any, stack: Any, trained: d
     sentence = page.inner_text("#sentence")
     assert "on 30 problems" in sentence and ("ahead" in sentence or "behind" in sentence or "level" in sentence)
     assert page.locator("#cmp-table tbody tr").count() == N_PROBLEMS
-    shoot(page, "leaderboard-compare")
     entry_id = job["entry"]
     page.goto(f"/leaderboards/entries/{entry_id}/")
     page.wait_for_selector("body[data-entry-ready='1']")
     page.locator("#problem-table tr[data-problem] button").first.click()
-    shoot(page, "leaderboard-entry")
     assert not page.errors, page.errors
     page.context.close()
 
@@ -187,6 +183,24 @@ def test_progress_line_marks_the_best_checkpoint(browser: Any, stack: Any, train
     assert steps == [1, 2, 3]
     assert "best: step" in (page.text_content("#best-label") or "")
     page.context.close()
+
+
+def test_a_running_eval_job_can_be_cancelled(stack: Any, trained: dict[str, Any]) -> None:
+    """Cancel while `fipo eval` samples: the task stops the process group and says so."""
+    api = stack.api()
+    r = api.post("/leaderboards/evaluate/", json={"run": trained["id"], "benchmark": "cpu-arithmetic", "k": 64,
+                                                  "max_new_tokens": 24})
+    assert r.status_code == 202, r.text
+    job_id = r.json()["job"]
+    deadline = time.monotonic() + 120
+    while api.get(f"/eval-jobs/{job_id}/").json()["status"] != "running":
+        assert time.monotonic() < deadline, "the job never started"
+        time.sleep(0.3)
+    assert api.post(f"/eval-jobs/{job_id}/cancel").status_code == 200
+    while (job := api.get(f"/eval-jobs/{job_id}/").json())["status"] == "running":
+        assert time.monotonic() < deadline, "the job was not stopped"
+        time.sleep(0.3)
+    assert job["status"] == "cancelled" and job["entry"] is None and job["error"] == "cancelled"
 
 
 def test_viewer_sees_all_but_cannot_evaluate_or_upload(browser: Any, stack: Any, trained: dict[str, Any]) -> None:
