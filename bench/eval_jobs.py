@@ -51,25 +51,54 @@ def run_cli(args: list[str], env: dict[str, str]) -> float:
     return time.perf_counter() - t0
 
 
+def in_process(tmp: Path) -> tuple[float, float, int]:
+    """(sampling s, grading s, responses) with the model already loaded: the eval's own throughput,
+    without process start, imports and model load. A cpu-demo-sized model (untrained: every response
+    runs to the 24-token limit, the slowest case)."""
+    from fipo_engine.config import preset
+    from fipo_engine.data.problem import Problem
+    from fipo_engine.eval import evaluate
+    from fipo_engine.eval.generate import SamplingSettings, generate_samples
+    from fipo_engine.models.loader import build_tiny, save_policy
+
+    model_dir = tmp / "cpu-demo-model"
+    save_policy(build_tiny(preset("cpu-demo").model, ["0123456789+-=. CalcuteAnswr:"], seed=0), model_dir)
+    probs = [Problem(id=p["id"], prompt=p["problem"], answer=p["answer"], source="bench") for p in problems()]
+    settings = SamplingSettings(k=K, temperature=1.0, top_p=0.7, max_new_tokens=24, device="cpu")
+    generate_samples(str(model_dir), probs[:2], settings)                    # warm-up: load, first forward
+    t0 = time.perf_counter()
+    samples = generate_samples(str(model_dir), probs, settings)
+    t1 = time.perf_counter()
+    evaluate("arith-30", probs, samples, grader="math", k=K)
+    t2 = time.perf_counter()
+    return t1 - t0, t2 - t1, sum(len(v) for v in samples.values())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--checkpoints", type=int, default=2, help="checkpoints saved (evaluated for the screenshots)")
     parser.add_argument("--screenshots", default=None)
+    parser.add_argument("--in-process-only", action="store_true", help="only the in-process throughput row")
     args = parser.parse_args()
+    if args.in_process_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            sample_s, grade_s, n = in_process(Path(tmp))
+        print(f"{'in process, model loaded: sampling (k=4, 24 tokens)':<52} {sample_s:>7.1f} {n / sample_s:>12.1f}")
+        print(f"{'in process: grading (math grader)':<52} {grade_s:>7.2f} {n / grade_s:>12.1f}")
+        return
     if browser_skip_reason():
         sys.exit(f"cannot run: {browser_skip_reason()}")
     from playwright.sync_api import sync_playwright
 
     with tempfile.TemporaryDirectory() as tmp, live_stack(Path(tmp), tag="evalbench", beat=False) as stack:
         api = stack.api()
-        half = max(1, args.steps // 2)
-        run = stack.create_run("cpu-demo eval bench", overrides={
-            "trainer.total_steps": args.steps, "trainer.save_every": half, "trainer.eval_every": 0,
-            "model.tiny.hidden_size": 128, "model.tiny.num_hidden_layers": 2, "model.tiny.num_attention_heads": 4,
-            "model.tiny.intermediate_size": 256, "data.train_size": 4096, "rollout.n": 8,
-            "rollout.max_new_tokens": 24, "trainer.train_batch_size": 32, "trainer.gen_batch_size": 48,
-            "trainer.ppo_mini_batch_size": 8, "trainer.micro_batch_size": 64, "trainer.sft_warmup_steps": 300,
-            "trainer.log_samples": 4, "reward.overlong_buffer.enable": True})
+        half = max(1, args.steps // args.checkpoints)
+        r = api.post("/runs/", json={"name": "cpu-demo eval bench", "team": stack.team_id(), "preset": "cpu-demo",
+                                     "overrides": {"trainer.total_steps": args.steps, "trainer.save_every": half,
+                                                   "trainer.eval_every": 0}})
+        assert r.status_code == 201, r.text
+        run = r.json()
         stack.launch(run["id"])
         detail = stack.wait_status(run["id"], {"succeeded", "failed"}, timeout_s=900)
         assert detail["status"] == "succeeded", detail.get("log_tail")
@@ -123,15 +152,15 @@ def main() -> None:
 def shots(page, api, stack, run, detail, entry, out: Path, tmp: Path) -> None:
     """Board (two checkpoints + an external model), the entry page, a comparison."""
     out.mkdir(parents=True, exist_ok=True)
-    first = detail["checkpoints"][0]["step"]
-    r = api.post("/leaderboards/evaluate/", json={"run": run["id"], "benchmark": "arith-30", "step": first})
-    job_id = r.json()["job"]
-    while api.get(f"/eval-jobs/{job_id}/").json()["status"] not in ("succeeded", "failed", "cancelled"):
-        time.sleep(0.5)
+    for ckpt in detail["checkpoints"][:-1]:
+        r = api.post("/leaderboards/evaluate/", json={"run": run["id"], "benchmark": "arith-30", "step": ckpt["step"]})
+        job_id = r.json()["job"]
+        while api.get(f"/eval-jobs/{job_id}/").json()["status"] not in ("succeeded", "failed", "cancelled"):
+            time.sleep(0.5)
     rows = []
     for i, p in enumerate(problems()):
         wrong = str(int(p["answer"]) + 1)
-        answers = [p["answer"] if (i + j) % 3 else wrong for j in range(K)]
+        answers = [p["answer"] if (i + j) % 9 < 4 else wrong for j in range(K)]  # ~44%: near the run
         rows.append({"id": p["id"], "responses": [f"{p['problem'][10:-1]} = {a}. Answer: {a}" for a in answers]})
     (tmp / "ext.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     result = subprocess.run([sys.executable, "-m", "fipo_engine.cli", "eval", "--responses", str(tmp / "ext.jsonl"),
@@ -140,7 +169,7 @@ def shots(page, api, stack, run, detail, entry, out: Path, tmp: Path) -> None:
     bench = next(b for b in api.get("/benchmarks/").json() if b["name"] == "arith-30")
     ext = api.post(f"/leaderboards/{bench['id']}/entries/", json={"team": stack.team_id(), "model_name": "external-api-model",
                                                                  "result": json.loads(result.stdout)}).json()
-    page.goto("/leaderboards/arith-30/?all=1")
+    page.goto("/leaderboards/arith-30/")
     page.wait_for_selector("#board table")
     page.screenshot(path=str(out / "leaderboard-board.png"))
     page.goto(f"/leaderboards/entries/{entry['id']}/")

@@ -203,6 +203,14 @@ def test_eval_job_end_to_end_and_entry_pages(teams: dict[str, Any], tiny_run: Ru
     assert alice.post("/api/v1/leaderboards/evaluate/", {**body, "step": 99}, format="json").status_code == 409
     assert alice.post("/api/v1/leaderboards/evaluate/", {**body, "k": 0}, format="json").status_code == 400
 
+    # an in-training event for the same step replaces the numbers: no stale hash or per-problem rows
+    from webapp.leaderboards.services import entry_record_eval
+
+    entry_record_eval(run=tiny_run, data={"benchmark": "tinybench", "step": 20, "pass_at_1": 0.5, "k": 1})
+    entry.refresh_from_db()
+    assert entry.benchmark_sha256 == "" and entry.benchmark_ref_id is None
+    assert not EntryDetail.objects.filter(entry=entry).exists()
+
 
 def test_failed_and_cancelled_jobs_say_why(teams: dict[str, Any], tiny_run: Run, eager_celery,
                                           django_capture_on_commit_callbacks) -> None:

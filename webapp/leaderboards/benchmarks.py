@@ -206,8 +206,8 @@ def benchmark_upload(*, user: User, team_id: Any, name: Any, upload: UploadedFil
     clean = clean_name(name)
     if upload is None:
         raise _bad("file", "file is required (multipart field 'file')")
-    grader_name = (grader or "math") if isinstance(grader, str | type(None)) else None
-    if grader_name not in grader_names():
+    grader_name = grader or "math"
+    if not isinstance(grader_name, str) or grader_name not in grader_names():
         raise _bad("grader", f"grader must be one of {', '.join(grader_names())}")
     used_layout, problems = parse_upload(upload, layout=layout or None)
     sha = problems_sha256(problems)

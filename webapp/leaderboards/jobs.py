@@ -275,7 +275,7 @@ def eval_job_run(job_id: int) -> int | None:
             entry = entry_record_eval(run=job.run, data=payload, benchmark=bench,
                                       problems=merge_responses(result.get("problems") or [], responses))
             _append_stream(job.run_id, "eval", payload)
-            _set(job, entry=entry, done=job.total if not job.done else job.done, pass_at_1=entry.pass_at_1)
+            _set(job, entry=entry, done=job.total, pass_at_1=entry.pass_at_1)
             _finish(job, EvalJobStatus.SUCCEEDED)
     except ValidationFailed as exc:
         _finish(job, EvalJobStatus.FAILED, f"the result could not be recorded: {exc}")

@@ -155,12 +155,14 @@ def _save_detail(entry: LeaderboardEntry, problems: list[dict[str, Any]]) -> Non
 
     if problems:
         EntryDetail.objects.update_or_create(entry=entry, defaults={"problems": problems})
+    else:  # a re-recorded entry without per-problem rows must not keep another evaluation's
+        EntryDetail.objects.filter(entry=entry).delete()
 
 
 def _bench_fields(benchmark: Any) -> dict[str, Any]:
     """The entry's link to the stored benchmark version it was scored on (none: unknown)."""
     if benchmark is None:
-        return {}
+        return {"benchmark_ref": None, "benchmark_sha256": ""}
     return {"benchmark_ref": benchmark, "benchmark_sha256": benchmark.sha256}
 
 
@@ -178,14 +180,13 @@ def entry_record_eval(*, run: Run, data: Mapping[str, Any], benchmark: Any = Non
     fields.update(_bench_fields(benchmark))
     rows = clean_problem_rows(problems)
     step = fields.pop("step")
-    benchmark = name
     for key, value in _run_protocol(run).items():
         if fields.get(key) is None and value is not None:
             fields[key] = value
     entry = (LeaderboardEntry.objects.select_for_update()
-             .filter(run=run, benchmark=benchmark, step=step).order_by("id").first())
+             .filter(run=run, benchmark=name, step=step).order_by("id").first())
     if entry is None:
-        entry = LeaderboardEntry.objects.create(run=run, team_id=run.team_id, benchmark=benchmark, step=step,
+        entry = LeaderboardEntry.objects.create(run=run, team_id=run.team_id, benchmark=name, step=step,
                                                 model_name="", **fields)
     else:
         for key, value in fields.items():

@@ -13,6 +13,7 @@ const params = new URLSearchParams(location.search);
 let scope = boot.scope || "team";
 let version = params.get("version") || "";
 const runFilter = params.get("run") || "";
+const allCheckpoints = params.get("all") === "1" || Boolean(runFilter);
 const writableTeams = (boot.teams || []).filter((t) => t.role === "owner" || t.role === "member");
 const picked = new Set();
 let current = null;
@@ -107,14 +108,15 @@ function renderProgress(entries) {
   card.hidden = false;
   if (!pts.length) { showState(el, "empty", "No evaluations of this run on this benchmark yet."); return; }
   const best = pts.reduce((m, e) => (e.pass_at_1 > m.pass_at_1 || (e.pass_at_1 === m.pass_at_1 && e.step > m.step) ? e : m), pts[0]);
-  const W = 760, H = 240, L = 48, R = 16, T = 14, B = 34;
+  // drawn at the card's own width, so labels keep their size
+  const W = Math.max(480, Math.round(el.clientWidth || 760)), H = 240, L = 48, R = 24, T = 26, B = 40;
   const xs = pts.map((e) => e.step), x0 = Math.min(...xs), x1 = Math.max(...xs);
   const X = (s) => L + (x1 === x0 ? (W - L - R) / 2 : ((s - x0) / (x1 - x0)) * (W - L - R));
   const Y = (p) => T + (1 - p) * (H - T - B);
   const ns = "http://www.w3.org/2000/svg";
   const svg = document.createElementNS(ns, "svg");
   const el_ = (tag, attrs, text) => { const n = document.createElementNS(ns, tag); for (const [k, v] of Object.entries(attrs)) n.setAttribute(k, v); if (text !== undefined) n.textContent = text; svg.append(n); return n; };
-  svg.setAttribute("viewBox", `0 0 ${W} ${H}`); svg.setAttribute("width", "100%"); svg.setAttribute("role", "img");
+  svg.setAttribute("viewBox", `0 0 ${W} ${H}`); svg.setAttribute("width", String(W)); svg.setAttribute("height", String(H)); svg.setAttribute("role", "img");
   svg.setAttribute("aria-label", `Pass@1 by checkpoint step; best ${pct(best.pass_at_1)}% at step ${best.step}`);
   svg.id = "progress-chart";
   for (const g of [0, 0.25, 0.5, 0.75, 1]) {
@@ -123,16 +125,17 @@ function renderProgress(entries) {
   }
   for (const e of pts) {
     if (Array.isArray(e.pass_at_1_ci)) el_("line", { x1: X(e.step), x2: X(e.step), y1: Y(e.pass_at_1_ci[0]), y2: Y(e.pass_at_1_ci[1]), stroke: "#9fb4d6", "stroke-width": 3 });
-    el_("text", { x: X(e.step), y: H - 12, "text-anchor": "middle", "font-size": 11, fill: "#566173" }, String(e.step));
+    el_("text", { x: X(e.step), y: H - B + 16, "text-anchor": "middle", "font-size": 11, fill: "#566173" }, String(e.step));
   }
   el_("polyline", { points: pts.map((e) => `${X(e.step)},${Y(e.pass_at_1)}`).join(" "), fill: "none", stroke: "#1f5fbf", "stroke-width": 2 });
   for (const e of pts) {
     const c = el_("circle", { cx: X(e.step), cy: Y(e.pass_at_1), r: e === best ? 7 : 4, fill: e === best ? "#f0a500" : "#1f5fbf", "data-step": e.step });
     const t = document.createElementNS(ns, "title"); t.textContent = `step ${e.step}: Pass@1 ${pct(e.pass_at_1)}%`; c.append(t);
   }
-  el_("text", { x: X(best.step), y: Y(best.pass_at_1) - 12, "text-anchor": "middle", "font-size": 12, "font-weight": 600, fill: "#8a5a00", id: "best-label" }, `best: step ${best.step} (${pct(best.pass_at_1)}%)`);
-  el_("text", { x: (L + W - R) / 2, y: H - 1, "text-anchor": "middle", "font-size": 11, fill: "#566173" }, "checkpoint step");
-  el.replaceChildren(svg, h("div.muted.small", {}, `Run #${runFilter}: the submit candidate is the best checkpoint, step ${best.step}, unless its CI overlaps a later one's.`));
+  const edge = X(best.step) > W - 140 ? "end" : X(best.step) < L + 140 ? "start" : "middle";
+  el_("text", { x: X(best.step), y: Y(best.pass_at_1) - 12, "text-anchor": edge, "font-size": 12, "font-weight": 600, fill: "#8a5a00", id: "best-label" }, `best: step ${best.step} (${pct(best.pass_at_1)}%)`);
+  el_("text", { x: (L + W - R) / 2, y: H - 4, "text-anchor": "middle", "font-size": 11, fill: "#566173" }, "checkpoint step");
+  el.replaceChildren(svg, h("div.muted.small", {}, `Run #${runFilter}: best checkpoint step ${best.step} (Pass@1 ${pct(best.pass_at_1)}%). Checkpoints whose CI whisker overlaps the best one's are not clearly worse on this benchmark.`));
 }
 
 async function loadPicker() {
@@ -156,7 +159,8 @@ async function load() {
   showState(board, "loading", "Loading leaderboard");
   try {
     const p = { scope, version };
-    if (runFilter) { p.run = runFilter; p.all = 1; }
+    if (runFilter) p.run = runFilter;
+    if (allCheckpoints) p.all = 1;
     const data = await api(`leaderboards/${encodeURIComponent(boot.benchmark)}/`, { params: p });
     render(data);
     if (runFilter) renderProgress(data.entries || []);
