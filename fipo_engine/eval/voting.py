@@ -23,13 +23,27 @@ from fipo_engine.rewards import normalize_answer
 _ELLIPSIS = re.compile(r"^\s*([+-]?\d*\.(\d+))\s*(?:\.\.\.|\\ldots|\\dots|\\cdots|…)\s*$")
 
 
+# Longer extracted answers are prose or garbage, not values: they vote by string only (a math-verify
+# parse of such text can take seconds, and a vote compares every answer with every class).
+MAX_MATH_VOTE_CHARS = 100
+_INTEGER = re.compile(r"^-?\d+$")
+
+
+def _parsed(answer: str) -> tuple:
+    """math-verify's parse of an answer, cached per process (``rewards.graders._parse_gold``)."""
+    from fipo_engine.rewards.graders import _parse_gold
+
+    try:
+        return _parse_gold(answer)
+    except Exception:  # math-verify raises on pathological input or timeouts: no value then
+        return ()
+
+
 @functools.lru_cache(maxsize=4096)
 def _value(answer: str) -> float | None:
     """A plain number's value (``0.25``, ``1/3``, ``\\frac{1}{3}``), or None."""
-    from math_verify import parse
-
     try:
-        parsed = parse(f"${answer}$")
+        parsed = _parsed(answer)
         if not parsed or not getattr(parsed[0], "is_number", False):
             return None
         return float(parsed[0].evalf())
@@ -50,10 +64,28 @@ def _ellipsis_match(a: str, b: str) -> bool:
 
 
 def math_equivalent(a: str, b: str) -> bool:
-    """Whether two extracted answers are one vote under the math grader."""
-    from fipo_engine.rewards.graders import math_equal
+    """Whether two extracted answers are one vote under the math grader: math-verify on cached
+    parses (each distinct answer is parsed once per process, not once per comparison)."""
+    from math_verify import verify
 
-    return math_equal(a, b) or _ellipsis_match(a, b)
+    from fipo_engine.rewards.graders import _timeout
+
+    na, nb = normalize_answer(a), normalize_answer(b)
+    if na == nb:
+        return True
+    if na and nb and _INTEGER.match(na) and _INTEGER.match(nb):
+        return False  # two different plain integers (the AIME case): no parse needed
+    if len(a) > MAX_MATH_VOTE_CHARS or len(b) > MAX_MATH_VOTE_CHARS:
+        return False
+    if _ellipsis_match(a, b):
+        return True
+    pa, pb = _parsed(a), _parsed(b)
+    if not pa or not pb:
+        return False
+    try:
+        return bool(verify(list(pa), list(pb), timeout_seconds=_timeout()))
+    except Exception:  # as the grader: a failed comparison is "not equal"
+        return False
 
 
 def string_equivalent(a: str, b: str) -> bool:
