@@ -9,6 +9,10 @@ Built in (offline, nothing downloaded):
 * ``champ-all``: all 270 problems, graded by the same math grader (many free-text answers will be
   judged wrong even when a human would accept them: use for plumbing, not for claims).
 
+* task benchmarks (``TASK_BENCHMARKS``): held-out problems of a CPU task family, generated offline
+  from a training preset's own ``data`` settings and graded by that preset's grader, so a
+  ``cpu-demo`` checkpoint can be put on a board in seconds. Adding one is one line in that dict.
+
 Any other name is read as a path with ``fipo_engine.data.files.read_problems`` (JSONL / JSON /
 Parquet in the DAPO, problem/answer, question/answer or problem/solution layouts); the
 benchmark's name is then the file's stem (``aime-2024.parquet`` -> ``aime-2024``).
@@ -16,8 +20,10 @@ benchmark's name is then the file's stem (``aime-2024.parquet`` -> ``aime-2024``
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,6 +75,43 @@ def champ() -> Benchmark:
 def champ_all() -> Benchmark:
     return Benchmark("champ-all", _champ_problems(numeric_only=False), "math", BOXED_SUFFIX,
                      "all 270 CHAMP problems; free-text answers make automatic grading strict")
+
+
+# Built-in task benchmarks: name -> (training preset whose data settings generate the problems,
+# number of problems, generator seed). One line per task family; the web app lists every registered
+# benchmark as a built-in, so a line here is all a new family needs.
+TASK_BENCHMARKS: dict[str, tuple[str, int, int]] = {
+    "cpu-arithmetic": ("cpu-demo", 100, 20_260_301),
+}
+
+
+def _task_benchmark(name: str, preset_name: str, size: int, seed: int) -> Callable[[], Benchmark]:
+    def load() -> Benchmark:
+        from fipo_engine.config import preset
+        from fipo_engine.data.sources import _reasoning_gym
+
+        cfg = preset(preset_name)
+        data = cfg.data.model_copy(update={"train_size": size, "eval_size": 0})
+        return Benchmark(name, _reasoning_gym(data, seed), cfg.reward.name, "",
+                         f"{size} problems of the {preset_name} task ({data.task}), graded by {cfg.reward.name}")
+
+    return load
+
+
+for _name, (_preset, _size, _seed) in TASK_BENCHMARKS.items():
+    BENCHMARKS.register(_name)(_task_benchmark(_name, _preset, _size, _seed))
+
+
+def canonical_problems(problems: Sequence[Problem]) -> list[dict[str, object]]:
+    """The part of a problem list that decides a score: id, prompt and answer, in order."""
+    return [{"id": p.id, "prompt": p.prompt, "answer": p.answer} for p in problems]
+
+
+def problems_sha256(problems: Sequence[Problem]) -> str:
+    """SHA-256 of the canonical problem list (sorted keys, compact separators, UTF-8): two benchmarks
+    with the same hash score the same problems, whatever file layout they came from."""
+    text = json.dumps(canonical_problems(problems), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def benchmark_names() -> list[str]:

@@ -49,6 +49,44 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--save-responses", default=None,
                         help="with --model: write the sampled responses as a --responses JSONL file")
     parser.add_argument("--step", type=int, default=None, help="checkpoint step, recorded in the JSON result")
+    parser.add_argument("--progress-file", default=None,
+                        help='with --model: rewrite this JSON file after each batch: {"done", "total", '
+                             '"samples", "correct", "pass_at_1"} (what the control plane\'s eval job shows live)')
+
+
+class ProgressFile:
+    """Running progress of a sampling eval, graded batch by batch, written atomically to a JSON file.
+
+    Grading a batch as it arrives costs ~0.5 ms per response (docs/evaluation.md), so the running
+    Pass@1 is the real one so far, not an estimate; the final result grades everything again."""
+
+    def __init__(self, path: str, total: int, bench: object) -> None:
+        from fipo_engine.data.problem import Problem
+
+        self.path, self.total, self.bench = Path(path), total, bench
+        self.by_id: dict[str, Problem] = {p.id: p for p in bench.problems}  # type: ignore[attr-defined]
+        self.done = self.samples = 0
+        self.acc_sum = 0.0
+        self.correct = 0
+        self.write()
+
+    def add(self, batch: dict) -> None:
+        from fipo_engine.eval.runner import grade_problem
+
+        for pid, group in batch.items():
+            result = grade_problem(self.by_id[pid], group, self.bench.grader)  # type: ignore[attr-defined]
+            self.done += 1
+            self.samples += result.n
+            self.correct += result.correct
+            self.acc_sum += result.pass_at_1
+        self.write()
+
+    def write(self) -> None:
+        data = {"done": self.done, "total": self.total, "samples": self.samples, "correct": self.correct,
+                "pass_at_1": self.acc_sum / self.done if self.done else None}
+        tmp = self.path.with_suffix(self.path.suffix + ".tmp")
+        tmp.write_text(json.dumps(data), encoding="utf-8")
+        tmp.replace(self.path)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -85,9 +123,10 @@ def run(args: argparse.Namespace) -> int:
         sampling = SamplingSettings(k=k, temperature=protocol["temperature"], top_p=protocol["top_p"],
                                     max_new_tokens=protocol["max_new_tokens"], batch_size=args.batch_size,
                                     seed=args.seed, device=args.device, backend=args.backend)
+        progress = ProgressFile(args.progress_file, len(problems), bench) if args.progress_file else None
         with tqdm(total=len(problems), desc=f"sampling k={k}", unit="problem", disable=None) as bar:
             samples = generate_samples(args.model, problems, sampling, prompt_suffix=bench.prompt_suffix,
-                                       on_progress=bar.update)
+                                       on_progress=bar.update, on_samples=progress.add if progress else None)
         settings = {"model": str(args.model), **protocol, "seed": args.seed}
         partial = False
         if args.save_responses:

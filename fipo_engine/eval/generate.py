@@ -95,8 +95,12 @@ def generate_samples(
     *,
     prompt_suffix: str = "",
     on_progress: Callable[[int], None] | None = None,
+    on_samples: Callable[[dict[str, list[Sample]]], None] | None = None,
 ) -> dict[str, list[Sample]]:
-    """``settings.k`` sampled responses for every problem, keyed by problem id."""
+    """``settings.k`` sampled responses for every problem, keyed by problem id.
+
+    ``on_progress(n)`` after each chunk of n problems; ``on_samples(chunk)`` with that chunk's
+    samples (the eval job's running Pass@1 grades them)."""
     import torch
 
     from fipo_engine.config import DataConfig
@@ -132,4 +136,6 @@ def generate_samples(
             out.setdefault(problems[index].id, []).append(Sample(text, len(gen.response_ids), gen.truncated))
         if on_progress is not None:
             on_progress(stop - start)
+        if on_samples is not None:
+            on_samples({p.id: out[p.id] for p in problems[start:stop] if p.id in out})
     return out

@@ -18,15 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from fipo_engine.data.problem import Problem
-from fipo_engine.eval.stats import (
-    avg_at_k,
-    bootstrap_ci,
-    cons_correct,
-    length_summary,
-    majority_vote,
-    pass_at_k,
-)
-from fipo_engine.rewards import get_grader, normalize_answer
+from fipo_engine.eval.stats import avg_at_k, bootstrap_ci, length_summary, pass_at_k
+from fipo_engine.eval.voting import consensus
+from fipo_engine.rewards import get_grader
 
 
 @dataclass(frozen=True)
@@ -134,18 +128,17 @@ def match_samples(problems: Sequence[Problem], samples: Mapping[str, Sequence[Sa
 
 
 def grade_problem(problem: Problem, samples: Sequence[Sample], grader: str) -> ProblemResult:
-    """Grade every sample of one problem; majority vote over normalised extracted answers."""
+    """Grade every sample of one problem; majority vote over equivalence classes of the extracted
+    answers (``voting.consensus``: ``1/3`` and ``\\frac{1}{3}`` are one vote)."""
     if not samples:
         raise ResponsesError(f"problem {problem.id!r} has no responses")
     fn = get_grader(grader)
     verdicts = [fn(s.text, problem) for s in samples]
     answers = [v.extracted for v in verdicts]
     mask = [v.correct for v in verdicts]
-    normalised = [normalize_answer(a) for a in answers]
-    majority = majority_vote(normalised)[0]
+    majority, voted_right, _ = consensus(answers, mask, grader)
     n, c = len(samples), sum(mask)
-    return ProblemResult(problem.id, problem.answer, n, c, avg_at_k(n, c), cons_correct(normalised, mask),
-                         majority, answers, mask)
+    return ProblemResult(problem.id, problem.answer, n, c, avg_at_k(n, c), voted_right, majority, answers, mask)
 
 
 def summarize(benchmark: str, grader: str, results: Sequence[ProblemResult], samples: Sequence[Sequence[Sample]],

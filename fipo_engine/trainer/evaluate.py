@@ -11,8 +11,9 @@ import torch
 
 from fipo_engine.config import RunConfig
 from fipo_engine.data.problem import Problem
-from fipo_engine.eval.stats import bootstrap_ci, cons_correct, pass_at_k
-from fipo_engine.rewards import normalize_answer, score_responses
+from fipo_engine.eval.stats import bootstrap_ci, pass_at_k
+from fipo_engine.eval.voting import consensus
+from fipo_engine.rewards import score_responses
 from fipo_engine.rollout.base import RolloutBackend, SamplingParams
 
 
@@ -31,14 +32,15 @@ def run_eval(cfg: RunConfig, rollout: RolloutBackend, tokenizer: object, problem
     rewards = score_responses(cfg.reward, [problems[g.prompt_index] for g in gens], texts, lengths,
                               cfg.rollout.max_new_tokens)
     correct = np.asarray(rewards.correct).reshape(len(problems), k)
-    normalised = [normalize_answer(a) for a in rewards.extracted]
+    extracted = list(rewards.extracted)
     per_problem = correct.mean(1)
     low, high = bootstrap_ci(per_problem.tolist(), seed=step)
     return {
         "eval/pass_at_1": float(per_problem.mean()),
         "eval/pass_at_k": float(np.mean([pass_at_k(k, int(c), k) for c in correct.sum(1)])),
-        "eval/cons_at_k": float(np.mean([cons_correct(normalised[i * k:(i + 1) * k], correct[i].tolist())
-                                         for i in range(len(problems))])),
+        # votes on equivalent answers, as `fipo eval` counts them (fipo_engine.eval.voting)
+        "eval/cons_at_k": float(np.mean([consensus(extracted[i * k:(i + 1) * k], correct[i].tolist(),
+                                                   cfg.reward.name)[1] for i in range(len(problems))])),
         "eval/response_length_mean": float(np.mean(lengths)),
         "eval/truncation_rate": float(np.mean([g.truncated for g in gens])),
         "pass_at_1_ci": [low, high],

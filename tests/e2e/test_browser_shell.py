@@ -15,7 +15,7 @@ from webapp.dashboard.assets import plotly_js_path, plotly_js_version
 pytestmark = pytest.mark.django_db
 
 PAGES = ["/runs/", "/runs/new/", "/runs/7/", "/runs/7/samples/?step=3&sample=9", "/compare/?runs=1,2",
-         "/leaderboards/aime-2024/"]
+         "/leaderboards/aime-2024/", "/leaderboards/entries/3/?vs=4", "/leaderboards/compare/?a=1&b=2"]
 
 
 def bootstrap_of(response: Any) -> dict[str, Any]:
@@ -51,6 +51,8 @@ def test_page_parameters_reach_the_bootstrap(client: Any, member: Any) -> None:
     assert bootstrap_of(client.get("/runs/new/?from=12"))["clone_from"] == 12
     assert bootstrap_of(client.get("/leaderboards/aime-2024/?scope=global"))["scope"] == "global"
     assert bootstrap_of(client.get("/leaderboards/aime-2024/?scope=nonsense"))["scope"] == "team"
+    assert bootstrap_of(client.get("/leaderboards/entries/3/?vs=4")).items() >= {"entry_id": 3, "vs": 4}.items()
+    assert bootstrap_of(client.get("/leaderboards/compare/?a=1&b=x")).items() >= {"a": 1, "b": None}.items()
 
 
 def test_index_and_leaderboard_redirects(client: Any, member: Any) -> None:

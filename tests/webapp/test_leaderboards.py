@@ -158,7 +158,10 @@ def eager_celery():
 
 def test_eval_job_through_celery_reaches_the_leaderboard(teams: dict, tmp_path: Path, settings, eager_celery,
                                                          django_capture_on_commit_callbacks) -> None:
-    """POST evaluate -> Celery task -> `fipo eval --model` subprocess on a tiny checkpoint -> entry + eval item."""
+    """POST evaluate -> Celery task -> `fipo eval --model` subprocess on a tiny checkpoint -> entry + eval item.
+    The benchmark is a stored one (by name); a file path is refused."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
     from fipo_engine.config import ModelConfig
     from fipo_engine.models.loader import build_tiny, save_policy
     from tests.engine import fixtures as fx
@@ -173,11 +176,16 @@ def test_eval_job_through_celery_reaches_the_leaderboard(teams: dict, tmp_path: 
 
     client = APIClient()
     client.force_authenticate(teams["alice"])
-    body = {"run": run.pk, "benchmark": str(bench), "k": 2, "max_new_tokens": 4, "limit": 2}
+    upload = client.post("/api/v1/benchmarks/", {"file": SimpleUploadedFile("tinybench.jsonl", bench.read_bytes()),
+                                                 "name": "tinybench", "team": teams["a"].pk}, format="multipart")
+    assert upload.status_code == 201, upload.content
+    body = {"run": run.pk, "benchmark": "tinybench", "k": 2, "max_new_tokens": 4, "limit": 2}
+    by_path = client.post("/api/v1/leaderboards/evaluate/", {**body, "benchmark": str(bench)}, format="json")
+    assert by_path.status_code == 400
     with django_capture_on_commit_callbacks(execute=True):
         response = client.post("/api/v1/leaderboards/evaluate/", body, format="json")
     assert response.status_code == 202, response.content
-    assert response.json()["step"] == 20
+    assert response.json()["step"] == 20 and isinstance(response.json()["job"], int)
 
     entry = LeaderboardEntry.objects.get(run=run)
     assert (entry.benchmark, entry.step, entry.k, entry.n_problems, entry.max_tokens) == ("tinybench", 20, 2, 2, 4)
@@ -196,14 +204,8 @@ def test_eval_job_through_celery_reaches_the_leaderboard(teams: dict, tmp_path: 
     assert outsider.post("/api/v1/leaderboards/evaluate/", body, format="json").status_code == 404
     no_ckpt = client.post("/api/v1/leaderboards/evaluate/", {**body, "step": 99}, format="json")
     assert no_ckpt.status_code == 409
-
-    # a failing command leaves a log item saying why, and no entry
-    with django_capture_on_commit_callbacks(execute=True):
-        failing = client.post("/api/v1/leaderboards/evaluate/", {**body, "benchmark": "no-such-benchmark"},
-                              format="json")
-    assert failing.status_code == 202
-    log = StreamItem.objects.filter(run=run, type="log").order_by("-pos").first()
-    assert log is not None and "no-such-benchmark" in log.data["text"] and "exit code 2" in log.data["text"]
+    unknown = client.post("/api/v1/leaderboards/evaluate/", {**body, "benchmark": "no-such-benchmark"}, format="json")
+    assert unknown.status_code == 400 and unknown.json()["error"]["fields"][0]["path"] == "benchmark"
     assert LeaderboardEntry.objects.filter(run=run).count() == 1
 
 

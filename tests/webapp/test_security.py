@@ -44,9 +44,9 @@ OTHER_ROUTES: list[tuple[str, str, Any]] = [
     ("get", "/api/v1/schema/", None),
 ]
 # Routes with their own auth, tested elsewhere: the ingest endpoint (run token: test_ingest.py), the
-# token endpoint (password: test_api_contract.py), leaderboards (their app's tests).
-# "^" is the catch-all that answers unknown API paths with a JSON 404.
-EXEMPT = ("runs/<int:run_id>/events", "auth/token", "leaderboards", "^")
+# token endpoint (password: test_api_contract.py), leaderboards, benchmarks and eval jobs (test_leaderboards.py,
+# test_benchmarks.py). "^" is the catch-all that answers unknown API paths with a JSON 404.
+EXEMPT = ("runs/<int:run_id>/events", "auth/token", "leaderboards", "benchmarks", "eval-jobs", "^")
 
 
 def _api_routes() -> set[str]:

@@ -16,6 +16,8 @@ urlpatterns = [
     path("runs/<int:run_id>/samples/", views.run_samples, name="samples"),
     path("compare/", views.compare, name="compare"),
     path("leaderboards/", views.leaderboards_index, name="leaderboards-index"),
+    path("leaderboards/entries/<int:entry_id>/", views.leaderboard_entry, name="leaderboard-entry"),
+    path("leaderboards/compare/", views.leaderboard_compare, name="leaderboard-compare"),
     path("leaderboards/<str:benchmark>/", views.leaderboard, name="leaderboard"),
     path("assets/plotly-<str:version>.min.js", views.plotly_js, name="plotly-js"),
 ]

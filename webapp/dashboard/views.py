@@ -109,6 +109,24 @@ def leaderboard(request: HttpRequest, benchmark: str) -> HttpResponse:
                  scope=scope if scope in {"team", "global"} else "team")
 
 
+@login_required
+@require_GET
+def leaderboard_entry(request: HttpRequest, entry_id: int) -> HttpResponse:
+    """One entry's answers, problem by problem (``?vs=<entry>`` preselects the flipped filter)."""
+    vs = request.GET.get("vs", "")
+    return _page(request, "dashboard/entry.html", "leaderboards", entry_id=entry_id,
+                 vs=int(vs) if vs.isdigit() else None)
+
+
+@login_required
+@require_GET
+def leaderboard_compare(request: HttpRequest) -> HttpResponse:
+    """Two entries on one benchmark version: wins, losses, ties and the paired CI of B - A."""
+    a, b = request.GET.get("a", ""), request.GET.get("b", "")
+    return _page(request, "dashboard/entry_compare.html", "leaderboards",
+                 a=int(a) if a.isdigit() else None, b=int(b) if b.isdigit() else None)
+
+
 @require_GET
 def plotly_js(request: HttpRequest, version: str) -> HttpResponse:
     """The bundled plotly.min.js with a year of caching (the URL changes with the version)."""

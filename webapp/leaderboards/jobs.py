@@ -1,29 +1,38 @@
-"""Eval jobs: run ``fipo eval`` on a run's checkpoint from a Celery worker, then record the result.
+"""Eval jobs: ``fipo eval`` on a run's checkpoint and a stored benchmark, started through the
+launchers, watched by a Celery task, recorded on the team's board.
 
-Why a subprocess and not an import: the worker stays free of torch and of model memory, the job
-runs exactly the command a user would run (``fipo eval --model <checkpoint> ...``), and a crash or
-an out-of-memory kill fails the job, not the worker. The result JSON (``--out``) becomes one
-``eval`` item in the run's stream (what the run page shows live) and the run's leaderboard entry
-for that step (``services.entry_record_eval``). The run may already be finished: results are
-written through the services, not through the run-token ingest endpoint.
+Why a launched subprocess and not an import: the worker stays free of torch and of model memory,
+the job runs exactly the command a user would run (``fipo eval --model <checkpoint> ...``), a
+crash or an out-of-memory kill fails the job, not the worker, and cancelling is the launcher's
+process-group stop that training runs use. The job reads a stored benchmark (written to the job's
+own directory), never a path a user gave.
+
+Lifecycle of an ``EvalJob`` row: ``queued`` (POST evaluate) -> ``running`` (the task started the
+command) -> ``succeeded`` (entry recorded) | ``failed`` (``error`` says why: the command's last
+output) | ``cancelled``. While it runs, the task copies ``fipo eval --progress-file`` (problems done
+of total, running Pass@1) into the row and into the run's stream as ``eval_job`` items, which the
+run page receives over its websocket. Cancelling sets ``cancel_requested``; the task sees it
+within a poll interval and stops the process group.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import subprocess
-import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 
 from webapp.accounts.models import User
-from webapp.common.errors import Conflict, ValidationFailed
-from webapp.leaderboards.services import clean_benchmark, entry_record_eval
+from webapp.common.errors import Conflict, NotFound, ValidationFailed
+from webapp.leaderboards.benchmarks import benchmark_file, benchmark_resolve
+from webapp.leaderboards.models import Benchmark, EvalJob, EvalJobStatus
+from webapp.leaderboards.services import entry_record_eval
 from webapp.runs.models import Checkpoint, Run
 
 logger = logging.getLogger(__name__)
@@ -37,6 +46,8 @@ _OPTIONS: dict[str, tuple[type, str]] = {
     "limit": (int, "--limit"),
     "seed": (int, "--seed"),
 }
+MAX_K = 1024
+POLL_S = 0.5
 
 
 def clean_options(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -55,8 +66,11 @@ def clean_options(options: Mapping[str, Any]) -> dict[str, Any]:
             out[key] = kind(value)
     if "top_p" in out and out["top_p"] > 1:
         errors.append({"path": "top_p", "message": "must be at most 1"})
+    if out.get("k", 1) > MAX_K:
+        errors.append({"path": "k", "message": f"must be at most {MAX_K}"})
     if errors:
-        raise ValidationFailed("invalid eval options", fields=errors)
+        raise ValidationFailed("invalid eval options: " + "; ".join(f"{e['path']} {e['message']}" for e in errors),
+                               fields=errors)
     return out
 
 
@@ -74,82 +88,244 @@ def checkpoint_path(uri: str) -> Path:
     return Path(uri.removeprefix("file://"))
 
 
-def eval_job_queue(*, user: User, run_id: Any, benchmark: Any, options: Mapping[str, Any]) -> dict[str, Any]:
-    """Check access and inputs, then queue ``run_eval`` after the commit. Returns what was queued."""
-    from webapp.leaderboards.tasks import run_eval
+PAPER_PROTOCOL = {"k": 32, "temperature": 1.0, "top_p": 0.7}
+
+
+def run_defaults(run: Run) -> dict[str, Any]:
+    """Eval settings a job of this run gets unless the request overrides them (and what the run
+    page's Evaluate form shows): the run's own response length limit and eval sampling settings;
+    k is the run's ``trainer.eval_k`` for the tiny CPU models and the paper's 32 otherwise."""
+    cfg = run.config if isinstance(run.config, dict) else {}
+    rollout, trainer, model = cfg.get("rollout", {}), cfg.get("trainer", {}), cfg.get("model", {})
+    small = model.get("source") == "tiny"
+    defaults = {"k": trainer.get("eval_k") if small else PAPER_PROTOCOL["k"],
+                "max_new_tokens": rollout.get("max_new_tokens"),
+                "temperature": trainer.get("eval_temperature", PAPER_PROTOCOL["temperature"]),
+                "top_p": trainer.get("eval_top_p", PAPER_PROTOCOL["top_p"])}
+    return {k: v for k, v in defaults.items() if v is not None}
+
+
+def eval_job_queue(*, user: User, body: Mapping[str, Any]) -> EvalJob:
+    """Check access and inputs, create the job row, queue ``run_eval_job`` after the commit."""
+    from webapp.leaderboards.tasks import run_eval_job
     from webapp.runs.selectors import access_run_write, run_get
 
+    run_id = body.get("run")
     if isinstance(run_id, bool) or not isinstance(run_id, int):
         raise ValidationFailed("run must be a run id", fields=[{"path": "run", "message": "required"}])
     run = run_get(user=user, run_id=run_id)
     access_run_write(user=user, run=run)
-    clean_benchmark(benchmark)  # validates; the command gets the name or path as given
-    bench = benchmark.strip()
-    step = options.get("step")
+    bench = benchmark_resolve(user=user, ref=body.get("benchmark"), team_id=run.team_id)
+    step = body.get("step")
     if step is not None and (isinstance(step, bool) or not isinstance(step, int)):
         raise ValidationFailed("step must be an integer", fields=[{"path": "step", "message": "invalid"}])
     checkpoint = _checkpoint(run, step)
-    opts = clean_options(options)
-    transaction.on_commit(lambda: run_eval.delay(run.pk, bench, checkpoint.step, opts))
-    return {"run": run.pk, "benchmark": bench, "step": checkpoint.step, "options": opts, "queued": True}
+    opts = clean_options(body)
+    total = min(opts.get("limit", bench.n_problems), bench.n_problems)
+    job = EvalJob.objects.create(run=run, benchmark=bench, step=checkpoint.step, checkpoint_uri=checkpoint.uri,
+                                 options=opts, total=total, created_by=user)
+    transaction.on_commit(lambda: run_eval_job.delay(job.pk))
+    return job
 
 
-def eval_command(*, model: Path, benchmark: str, step: int, options: Mapping[str, Any], out: Path) -> list[str]:
+def eval_job_get(*, user: User, job_id: int) -> EvalJob:
+    from webapp.accounts.selectors import user_team_ids
+
+    job = (EvalJob.objects.filter(pk=job_id, run__team_id__in=user_team_ids(user=user))
+           .select_related("benchmark", "run").first())
+    if job is None:
+        raise NotFound(f"eval job {job_id} not found")
+    return job
+
+
+def eval_job_list(*, user: User, run_id: int) -> tuple[Run, list[EvalJob]]:
+    """A run the user may see and its latest 50 eval jobs, newest first."""
+    from webapp.runs.selectors import run_get
+
+    run = run_get(user=user, run_id=run_id)
+    return run, list(EvalJob.objects.filter(run=run).select_related("benchmark").order_by("-id")[:50])
+
+
+def eval_job_cancel(*, user: User, job_id: int) -> EvalJob:
+    """Ask the job to stop; a queued job is cancelled at once, a running one by its task."""
+    from webapp.runs.selectors import access_run_write
+
+    job = eval_job_get(user=user, job_id=job_id)
+    access_run_write(user=user, run=job.run)
+    with transaction.atomic():
+        job = EvalJob.objects.select_for_update().select_related("benchmark", "run").get(pk=job.pk)
+        if job.is_final:
+            return job
+        job.cancel_requested = True
+        fields = ["cancel_requested"]
+        if job.status == EvalJobStatus.QUEUED:
+            job.status, job.finished_at, job.error = EvalJobStatus.CANCELLED, timezone.now(), "cancelled before it started"
+            fields += ["status", "finished_at", "error"]
+        job.save(update_fields=fields)
+    if job.status == EvalJobStatus.CANCELLED:
+        _append_stream(job.run_id, "eval_job", job_progress(job))
+    return job
+
+
+def job_progress(job: EvalJob) -> dict[str, Any]:
+    """What the run page shows of a job (also the ``eval_job`` stream item)."""
+    return {"job": job.pk, "status": job.status, "benchmark": job.benchmark_id,
+            "benchmark_label": job.benchmark.label, "step": job.step, "done": job.done, "total": job.total,
+            "pass_at_1": job.pass_at_1, "entry": job.entry_id, "error": job.error}
+
+
+def eval_command(*, model: Path, benchmark: str, layout: str | None, step: int | None, options: Mapping[str, Any],
+                 workdir: Path) -> list[str]:
+    import sys
+
     cmd = [sys.executable, "-m", "fipo_engine.cli", "eval", "--model", str(model), "--benchmark", benchmark,
-           "--step", str(step), "--json", "--out", str(out)]
+           "--json", "--out", str(workdir / "result.json"), "--save-responses", str(workdir / "responses.jsonl"),
+           "--progress-file", str(workdir / "progress.json")]
+    if layout:
+        cmd += ["--layout", layout]
+    if step is not None:
+        cmd += ["--step", str(step)]
     for key, value in options.items():
         cmd += [_OPTIONS[key][1], str(value)]
     return cmd
 
 
-def _run_defaults(run: Run) -> dict[str, Any]:
-    """Defaults from the run's own config: its response length limit and eval sampling settings."""
-    rollout = run.config.get("rollout", {}) if isinstance(run.config, dict) else {}
-    trainer = run.config.get("trainer", {}) if isinstance(run.config, dict) else {}
-    defaults = {"max_new_tokens": rollout.get("max_new_tokens"), "temperature": trainer.get("eval_temperature"),
-                "top_p": trainer.get("eval_top_p")}
-    return {k: v for k, v in defaults.items() if v is not None}
+def _set(job: EvalJob, **fields: Any) -> None:
+    for key, value in fields.items():
+        setattr(job, key, value)
+    job.save(update_fields=list(fields))
 
 
-def eval_job_run(*, run_id: int, benchmark: str, step: int, options: Mapping[str, Any]) -> int | None:
-    """The ``run_eval`` task: run ``fipo eval`` on the checkpoint, record the ``eval`` item and entry.
+def _finish(job: EvalJob, status: str, error: str = "") -> None:
+    _set(job, status=status, error=error[-4000:], finished_at=timezone.now())
+    _append_stream(job.run_id, "eval_job", job_progress(job))
 
-    Returns the entry id, or None when the run or checkpoint is gone or the command failed (the
-    failure is written to the run's stream as a ``log`` item so the user sees why).
-    """
-    run = Run.objects.filter(pk=run_id).first()
-    if run is None:
+
+def eval_job_run(job_id: int) -> int | None:
+    """The ``run_eval_job`` task: launch ``fipo eval``, copy its progress, record the entry.
+
+    Returns the entry id, or None when the job failed, was cancelled or is gone."""
+    from worker.launchers.base import LaunchSpec
+    from worker.launchers.local import LocalLauncher
+
+    job = EvalJob.objects.select_related("benchmark", "run").filter(pk=job_id).first()
+    if job is None or job.is_final:
         return None
-    checkpoint = Checkpoint.objects.filter(run=run, step=step).order_by("-id").first()
-    if checkpoint is None:
+    if job.cancel_requested:
+        _finish(job, EvalJobStatus.CANCELLED, "cancelled before it started")
         return None
-    workdir = Path(settings.FIPO_RUNS_DIR) / str(run_id) / "evals"
+    workdir = Path(settings.FIPO_RUNS_DIR) / str(job.run_id) / "evals" / f"job-{job.pk}"
     workdir.mkdir(parents=True, exist_ok=True)
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in benchmark)[:60]
-    out, log_path = workdir / f"{safe}-step{step}.json", workdir / f"{safe}-step{step}.log"
-    opts = {**_run_defaults(run), **options}
-    cmd = eval_command(model=checkpoint_path(checkpoint.uri), benchmark=benchmark, step=step, options=opts, out=out)
-    timeout = getattr(settings, "FIPO_EVAL_TIMEOUT_S", 6 * 3600)
+    bench: Benchmark = job.benchmark
+    if bench.team_id is None:
+        bench_arg, layout = bench.name, None
+    else:
+        path, layout = benchmark_file(bench, workdir)
+        bench_arg = str(path)
+    opts = {**run_defaults(job.run), **job.options}
+    cmd = eval_command(model=checkpoint_path(job.checkpoint_uri), benchmark=bench_arg, layout=layout, step=job.step,
+                       options=opts, workdir=workdir)
+    launcher = LocalLauncher(command=lambda _spec, _cfg: cmd)
+    spec = LaunchSpec(run_id=f"eval-{job.pk}", config={}, server_url="", token="", workdir=workdir,
+                      log_path=workdir / "eval.log")
     try:
-        with log_path.open("w") as log:
-            proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=log, timeout=timeout,
-                                  cwd=settings.BASE_DIR, check=False)
-        failed = proc.returncode != 0 or not out.is_file()
-        reason = f"exit code {proc.returncode}"
-    except subprocess.TimeoutExpired:
-        failed, reason = True, f"timed out after {timeout} s"
-    if failed:
-        tail = log_path.read_text(errors="replace")[-1500:] if log_path.is_file() else ""
-        logger.warning("eval of run %s step %s on %s failed: %s", run_id, step, benchmark, reason)
-        _append_stream(run_id, "log", {"text": f"eval on {benchmark} (step {step}) failed: {reason}\n{tail}"})
+        handle = launcher.start(spec)
+    except Exception as exc:  # LauncherError and OSError: the reason is the job's failure
+        _finish(job, EvalJobStatus.FAILED, f"could not start fipo eval: {exc}")
         return None
-    result = json.loads(out.read_text())
+    _set(job, status=EvalJobStatus.RUNNING, handle=handle, started_at=timezone.now())
+    _append_stream(job.run_id, "eval_job", job_progress(job))
+
+    timeout = float(getattr(settings, "FIPO_EVAL_TIMEOUT_S", 6 * 3600))
+    deadline = time.monotonic() + timeout
+    seen: dict[str, Any] | None = None
+    while True:
+        state = launcher.poll(handle)
+        progress = _read_json(workdir / "progress.json")
+        if progress and progress != seen:
+            seen = progress
+            _set(job, done=int(progress.get("done") or 0), total=int(progress.get("total") or job.total),
+                 pass_at_1=progress.get("pass_at_1"))
+            _append_stream(job.run_id, "eval_job", job_progress(job))
+        if state.state not in ("running", "pending"):
+            break
+        if EvalJob.objects.filter(pk=job.pk, cancel_requested=True).exists():
+            launcher.cancel(handle, grace_s=3.0)
+            _finish(job, EvalJobStatus.CANCELLED, "cancelled")
+            return None
+        if time.monotonic() > deadline:
+            launcher.cancel(handle, grace_s=3.0)
+            _finish(job, EvalJobStatus.FAILED, f"timed out after {timeout:.0f} s")
+            return None
+        time.sleep(POLL_S)
+
+    result = _read_json(workdir / "result.json")
+    if state.state != "succeeded" or result is None:
+        tail = _tail(workdir / "eval.log")
+        _finish(job, EvalJobStatus.FAILED, f"fipo eval failed ({state.message}):\n{tail}")
+        _append_stream(job.run_id, "log", {"text": f"eval on {bench.label} (step {job.step}) failed: "
+                                                   f"{state.message}\n{tail}"})
+        return None
+    responses = _read_responses(workdir / "responses.jsonl")
     payload = {k: v for k, v in result.items() if k != "problems"}
-    payload["step"] = step
-    with transaction.atomic():
-        entry = entry_record_eval(run=run, data=payload)
-        _append_stream(run_id, "eval", payload)
+    payload["step"] = job.step
+    payload["benchmark"] = bench.name
+    try:
+        with transaction.atomic():
+            entry = entry_record_eval(run=job.run, data=payload, benchmark=bench,
+                                      problems=merge_responses(result.get("problems") or [], responses))
+            _append_stream(job.run_id, "eval", payload)
+            _set(job, entry=entry, done=job.total, pass_at_1=entry.pass_at_1)
+            _finish(job, EvalJobStatus.SUCCEEDED)
+    except ValidationFailed as exc:
+        _finish(job, EvalJobStatus.FAILED, f"the result could not be recorded: {exc}")
+        return None
     return entry.pk
+
+
+def merge_responses(problems: list[dict[str, Any]], responses: Mapping[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per-problem results with the response texts, lengths and truncation flags added."""
+    out = []
+    for row in problems:
+        extra = responses.get(str(row.get("id")), {})
+        n = row.get("n") or 0
+        merged = dict(row)
+        for key in ("responses", "lengths", "truncated"):
+            if isinstance(extra.get(key), list):
+                merged[key] = extra[key][:n] if n else extra[key]
+        out.append(merged)
+    return out
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _read_responses(path: Path) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return out
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and "id" in row:
+            out[str(row["id"])] = row
+    return out
+
+
+def _tail(path: Path, chars: int = 1500) -> str:
+    try:
+        return path.read_text(errors="replace")[-chars:]
+    except OSError:
+        return ""
 
 
 def _append_stream(run_id: int, type_: str, data: dict[str, Any]) -> None:
@@ -161,4 +337,3 @@ def _append_stream(run_id: int, type_: str, data: dict[str, Any]) -> None:
         run = run_lock(run_id)
         stream_append(run=run, items=[(type_, data, None)])
         run.save(update_fields=["stream_pos", "updated_at"])
-

@@ -131,26 +131,76 @@ def clean_eval_result(data: Any) -> dict[str, Any]:
     return fields
 
 
+MAX_DETAIL_PROBLEMS = 100_000
+
+
+def clean_problem_rows(rows: Any) -> list[dict[str, Any]]:
+    """Per-problem rows of a ``fipo eval --json`` result, checked enough to render and compare:
+    ``id``, ``n`` and ``correct`` (0 <= correct <= n) are required; other keys are kept."""
+    if rows is None:
+        return []
+    if not isinstance(rows, list) or len(rows) > MAX_DETAIL_PROBLEMS:
+        raise ValidationFailed("result.problems must be a list of per-problem results",
+                               fields=[{"path": "result.problems", "message": "invalid"}])
+    out, seen = [], set()
+    for i, row in enumerate(rows):
+        n, c = (row.get("n"), row.get("correct")) if isinstance(row, Mapping) else (None, None)
+        if (not isinstance(row, Mapping) or row.get("id") is None or isinstance(n, bool) or isinstance(c, bool)
+                or not isinstance(n, int) or not isinstance(c, int) or not 0 <= c <= n or n == 0):
+            raise ValidationFailed(f"result.problems[{i}] needs an id and integers 0 <= correct <= n, n > 0",
+                                   fields=[{"path": f"result.problems.{i}", "message": "invalid"}])
+        pid = str(row["id"])
+        if pid in seen:
+            raise ValidationFailed(f"result.problems[{i}]: problem id {pid!r} appears twice",
+                                   fields=[{"path": f"result.problems.{i}.id", "message": "duplicate"}])
+        seen.add(pid)
+        out.append({**row, "id": pid, "pass_at_1": c / n})
+    return out
+
+
+def _save_detail(entry: LeaderboardEntry, problems: list[dict[str, Any]]) -> None:
+    from webapp.leaderboards.models import EntryDetail
+
+    if problems:
+        EntryDetail.objects.update_or_create(entry=entry, defaults={"problems": problems})
+    else:  # a re-recorded entry without per-problem rows must not keep another evaluation's
+        EntryDetail.objects.filter(entry=entry).delete()
+
+
+def _bench_fields(benchmark: Any) -> dict[str, Any]:
+    """The entry's link to the stored benchmark version it was scored on (none: unknown)."""
+    if benchmark is None:
+        return {"benchmark_ref": None, "benchmark_sha256": ""}
+    return {"benchmark_ref": benchmark, "benchmark_sha256": benchmark.sha256}
+
+
 @transaction.atomic
-def entry_record_eval(*, run: Run, data: Mapping[str, Any]) -> LeaderboardEntry:
+def entry_record_eval(*, run: Run, data: Mapping[str, Any], benchmark: Any = None,
+                      problems: list[dict[str, Any]] | None = None) -> LeaderboardEntry:
     """Record a run's ``eval`` event (from ingest or an eval job) as the run's entry for that step.
 
-    Idempotent per (run, benchmark, step): a re-sent event updates the same row.
+    Idempotent per (run, benchmark, step): a re-sent event updates the same row. ``benchmark`` (a
+    stored ``Benchmark``) and ``problems`` (per-problem rows) come from eval jobs; an in-training
+    event names its benchmark only, so its hash stays unknown.
     """
-    benchmark = clean_benchmark(data.get("benchmark") if isinstance(data, Mapping) else None)
+    name = clean_benchmark(data.get("benchmark") if isinstance(data, Mapping) else None)
     fields = clean_eval_result(data)
+    fields.update(_bench_fields(benchmark))
+    rows = clean_problem_rows(problems)
     step = fields.pop("step")
     for key, value in _run_protocol(run).items():
         if fields.get(key) is None and value is not None:
             fields[key] = value
     entry = (LeaderboardEntry.objects.select_for_update()
-             .filter(run=run, benchmark=benchmark, step=step).order_by("id").first())
+             .filter(run=run, benchmark=name, step=step).order_by("id").first())
     if entry is None:
-        return LeaderboardEntry.objects.create(run=run, team_id=run.team_id, benchmark=benchmark, step=step,
-                                               model_name="", **fields)
-    for key, value in fields.items():
-        setattr(entry, key, value)
-    entry.save()
+        entry = LeaderboardEntry.objects.create(run=run, team_id=run.team_id, benchmark=name, step=step,
+                                                model_name="", **fields)
+    else:
+        for key, value in fields.items():
+            setattr(entry, key, value)
+        entry.save()
+    _save_detail(entry, rows)
     return entry
 
 
@@ -168,10 +218,44 @@ def entry_create_external(*, user: User, team_id: Any, benchmark: Any, model_nam
     if not name or len(name) > 200:
         raise ValidationFailed("model_name must be a non-empty name of at most 200 characters",
                                fields=[{"path": "model_name", "message": "invalid"}])
-    bench = clean_benchmark(benchmark)
+    stored = _stored_benchmark(user=user, ref=benchmark, team_id=team_id)
+    bench = stored.name if stored is not None else clean_benchmark(benchmark)
     if isinstance(result, Mapping) and result.get("benchmark") not in (None, bench):
         raise ValidationFailed(f"the result is for benchmark {result.get('benchmark')!r}, not {bench!r}",
                                fields=[{"path": "result.benchmark", "message": "mismatch"}])
     fields = clean_eval_result(result)
     fields.pop("step")
-    return LeaderboardEntry.objects.create(team_id=team_id, benchmark=bench, model_name=name, **fields)
+    rows = clean_problem_rows(result.get("problems"))
+    if stored is not None:
+        _check_against(stored, rows, result)
+        fields.update(_bench_fields(stored))
+    entry = LeaderboardEntry.objects.create(team_id=team_id, benchmark=bench, model_name=name, **fields)
+    _save_detail(entry, rows)
+    return entry
+
+
+def _stored_benchmark(*, user: User, ref: Any, team_id: int) -> Any:
+    """The stored benchmark an external result is for (id or name), or None for a name that only
+    has a board (the paper's ``aime-2025`` rows): those results stay unversioned."""
+    from webapp.leaderboards.benchmarks import benchmark_resolve
+
+    if isinstance(ref, str) and not ref.strip().isdigit():
+        try:
+            return benchmark_resolve(user=user, ref=ref, team_id=team_id, missing="not_found")
+        except NotFound:
+            return None
+    return benchmark_resolve(user=user, ref=ref, team_id=team_id, missing="not_found")
+
+
+def _check_against(stored: Any, rows: list[dict[str, Any]], result: Mapping[str, Any]) -> None:
+    """A result for a stored benchmark must grade its problems (ids known; all of them unless the
+    result says it is partial by having fewer), so its number means the same as the board's."""
+    known = {str(p["id"]) for p in stored.problems}
+    unknown = [r["id"] for r in rows if r["id"] not in known]
+    if unknown:
+        raise ValidationFailed(f"{len(unknown)} problem id(s) of the result are not in {stored.label}, "
+                               f"e.g. {unknown[:3]}", fields=[{"path": "result.problems", "message": "unknown ids"}])
+    n = result.get("n_problems")
+    if rows and isinstance(n, int) and n != len(rows):
+        raise ValidationFailed("result.n_problems does not match result.problems",
+                               fields=[{"path": "result.n_problems", "message": "mismatch"}])

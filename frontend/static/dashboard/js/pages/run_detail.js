@@ -7,6 +7,7 @@ import { h, fmt, fmtPct, fmtTime, statusBadge, showState, debounce } from "../do
 import { LiveStream } from "../live.js";
 import { SeriesChart } from "../charts.js";
 import { loadCatalog, planCharts } from "../catalog.js";
+import { EvalPanel } from "../evaljobs.js";
 
 const boot = bootstrap();
 const runId = boot.run_id;
@@ -20,6 +21,7 @@ let chartKeys = new Set();
 let stream = null;
 let logOffset = 0;
 let logTimer = null;
+let evals = null;           // EvalPanel: eval jobs of this run and the Evaluate… dialog
 const els = {};
 
 function header() {
@@ -63,7 +65,12 @@ function transitions() {
 function checkpoints() {
   // newest first: the one to resume or evaluate from is usually the latest
   const list = h("ul.timeline.scroll", { id: "checkpoints", tabindex: "0", "aria-label": "Checkpoints, newest first" });
-  for (const c of [...(run.checkpoints || [])].reverse()) list.append(h("li", {}, `step ${c.step} · `, h("code", {}, c.uri), ` · ${fmtTime(c.at)}`));
+  const cps = [...(run.checkpoints || [])].reverse();
+  cps.forEach((c, i) => {
+    const final = i === 0 && FINAL.has(run.status);
+    list.append(h("li", { "data-step": String(c.step) }, `step ${c.step}${final ? " (final model)" : ""} · `, h("code", {}, c.uri), ` · ${fmtTime(c.at)} `,
+      evals ? evals.button(c.step) : null));
+  });
   if (!(run.checkpoints || []).length) list.append(h("li.muted", {}, "No checkpoints yet."));
   return list;
 }
@@ -80,6 +87,7 @@ function render() {
     h("div.grid2", {},
       h("section.card", {}, h("h2", {}, "Status history"), transitions()),
       h("section.card", {}, h("h2", {}, "Checkpoints"), checkpoints())),
+    evals ? evals.card : null,
     h("section.card", {}, h("details", { id: "config-details" }, h("summary", {}, "Configuration"),
       h("pre.config", {}, JSON.stringify(run.config, null, 2)))),
     h("section", { "aria-labelledby": "charts-h" }, h("h2.group-head", { id: "charts-h" }, "Metrics"), els.charts),
@@ -196,6 +204,7 @@ function onItem(item) {
       if (typeof d.pass_at_1 === "number") onMetric({ step: d.step, values: { "eval/pass_at_1": d.pass_at_1 } });
       break;
     case "log": pollLogSoon(); break;
+    case "eval_job": if (evals) evals.onItem(d); break;
     default: break;
   }
 }
@@ -244,7 +253,10 @@ async function main() {
     return;
   }
   document.title = `${run.name} · FIPO`;
+  const role = (boot.teams || []).find((t) => run.team && t.id === run.team.id);
+  evals = new EvalPanel(run, Boolean(role && (role.role === "owner" || role.role === "member")));
   render();
+  evals.load();
   const { keys } = await keysPromise;
   performance.mark("fipo:snapshot");
   await buildCharts(keys || []);
