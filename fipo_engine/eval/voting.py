@@ -30,11 +30,11 @@ _INTEGER = re.compile(r"^-?\d+$")
 
 
 def _parsed(answer: str) -> tuple:
-    """math-verify's parse of an answer, cached per process (``rewards.graders._parse_gold``)."""
-    from fipo_engine.rewards.graders import _parse_gold
+    """math-verify's parse of an answer, cached per process (``fipo_engine.mathverify.parse_gold``)."""
+    from fipo_engine.mathverify import parse_gold
 
     try:
-        return _parse_gold(answer)
+        return parse_gold(answer)
     except Exception:  # math-verify raises on pathological input or timeouts: no value then
         return ()
 
@@ -68,7 +68,7 @@ def math_equivalent(a: str, b: str) -> bool:
     parses (each distinct answer is parsed once per process, not once per comparison)."""
     from math_verify import verify
 
-    from fipo_engine.rewards.graders import _timeout
+    from fipo_engine.mathverify import _timeout
 
     na, nb = normalize_answer(a), normalize_answer(b)
     if na == nb:

@@ -33,7 +33,7 @@ pytestmark = pytest.mark.django_db
 
 # Examples per test; their sum over the API tests is the per-run case count the issue asks for (>= 3,000).
 CASES = {"run_create": 900, "run_actions": 400, "ingest": 900, "leaderboard_entries": 400, "evaluate": 200,
-         "tokens": 200, "api_queries": 300, "pages": 200}
+         "tokens": 200, "api_queries": 300, "pages": 200, "benchmark_upload": 150, "eval_jobs": 100}
 
 
 def _settings(name: str) -> Any:
@@ -122,7 +122,8 @@ WRITE_ROUTES = {
     "runs/<int:run_id>/cancel": ("post",), "runs/<int:run_id>/clone": ("post",),
     "runs/<int:run_id>/events": ("post",), "tokens/": ("post",), "tokens/<int:token_id>/": ("delete",),
     "auth/token": ("post",), "leaderboards/<str:benchmark>/entries/": ("post",),
-    "leaderboards/evaluate/": ("post",),
+    "leaderboards/evaluate/": ("post",), "runs/<int:run_id>/resume/": ("post",), "benchmarks/": ("post",),
+    "eval-jobs/<int:job_id>/cancel": ("post",),
 }
 
 
@@ -132,7 +133,9 @@ def test_the_fuzz_covers_every_write_route() -> None:
 
     readonly = {"runs/<int:run_id>/log", "runs/<int:run_id>/metrics", "runs/<int:run_id>/samples/",
                 "samples/<int:sample_id>/", "teams/", "config/schema", "config/presets", "metrics/catalog",
-                "schema/", "leaderboards/", "leaderboards/<str:benchmark>/", "^"}
+                "schema/", "leaderboards/", "leaderboards/<str:benchmark>/", "^", "benchmarks/<int:benchmark_id>/",
+                "eval-jobs/", "eval-jobs/<int:job_id>/", "leaderboards/compare/", "leaderboards/entries/<int:entry_id>/",
+                "runs/<int:run_id>/samples/positions/"}
     assert _api_routes() - readonly == set(WRITE_ROUTES), "add new write routes to the fuzz suite"
 
 
@@ -158,7 +161,7 @@ _ids = st.one_of(st.just("RUN"), st.integers(min_value=0, max_value=2**70))
 
 @_settings("run_actions")
 @given(action=st.sampled_from([("delete", ""), ("post", "launch"), ("post", "cancel"), ("post", "clone"),
-                               ("put", ""), ("patch", ""), ("put", "launch"), ("delete", "log")]),
+                               ("post", "resume/"), ("put", ""), ("patch", ""), ("put", "launch"), ("delete", "log")]),
        run_id=_ids, body=st.one_of(st.none(), _bodies))
 def test_run_actions(checker: Checker, draft_run: Run, action: tuple[str, str], run_id: Any, body: Any) -> None:
     method, suffix = action
@@ -236,6 +239,42 @@ def test_evaluate(checker: Checker, draft_run: Run, body: Any) -> None:
     if isinstance(body, dict) and body.get("run") == "RUN":
         body = {**body, "run": draft_run.pk}
     checker.send("post", "/api/v1/leaderboards/evaluate/", body)
+
+
+_upload_bytes = st.one_of(st.binary(max_size=400), _json.map(lambda v: dumps(v).encode("utf-8", "surrogatepass")),
+                         st.sampled_from([b"", b"problem,answer\n1+1,2\n", b'{"problem": "1+1", "answer": "2"}\n',
+                                          b"PAR1\x00\x00", b"\xff\xfe"]))
+
+
+@_settings("benchmark_upload")
+@given(content=_upload_bytes, filename=st.one_of(st.sampled_from(["b.jsonl", "b.parquet", "b.csv", "b"]), _odd_text),
+       name=st.one_of(st.none(), _odd_text), team_value=st.one_of(st.just("TEAM"), st.none(), _odd_text),
+       as_json=st.booleans())
+def test_benchmark_upload(checker: Checker, team: Any, content: bytes, filename: str, name: str | None,
+                          team_value: Any, as_json: bool) -> None:
+    """Uploads are multipart: any file content, file name, benchmark name and team; JSON bodies too."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    if as_json:
+        checker.send("post", "/api/v1/benchmarks/", {"name": name, "team": team.pk})
+        return
+    def form_text(text: str) -> str:  # what a multipart body can carry (the test client encodes str as UTF-8)
+        return text.encode("utf-8", "replace").decode("utf-8").replace("\x00", "")
+
+    data: dict[str, Any] = {"file": SimpleUploadedFile(form_text(filename) or "f", content)}
+    if name is not None:
+        data["name"] = form_text(name)
+    if team_value is not None:
+        data["team"] = team.pk if team_value == "TEAM" else form_text(str(team_value))
+    checker.sent += 1
+    check(checker.client.post("/api/v1/benchmarks/", data, format="multipart"), f"upload {filename!r} {name!r}")
+
+
+@_settings("eval_jobs")
+@given(job_id=st.integers(min_value=0, max_value=2**70), body=st.one_of(st.none(), _bodies),
+       method=st.sampled_from(["post", "post", "get", "delete", "put"]))
+def test_eval_job_cancel(checker: Checker, job_id: int, body: Any, method: str) -> None:
+    checker.send(method, f"/api/v1/eval-jobs/{job_id}/cancel", body)
 
 
 @_settings("tokens")

@@ -74,11 +74,28 @@ class ServiceUnavailable(ApplicationError):
     retry_after = 2
 
 
+class DatabaseBusy(ServiceUnavailable):
+    """The database was locked (another team's large write, a long migration): nothing was written."""
+
+    code = "database_busy"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 def database_unavailable(exc: BaseException) -> ServiceUnavailable | None:
     """The 503 for a connection-level database error (``OperationalError``/``InterfaceError``:
-    server down, connection lost, pool exhausted), None for anything else."""
+    server down, connection lost, pool exhausted; ``database_busy`` when it was a lock), None for
+    anything else."""
+    from django.conf import settings
     from django.db import InterfaceError, OperationalError
 
+    from webapp.common.middleware import is_busy
+
+    if is_busy(exc):
+        wait = settings.FIPO_DB_BUSY_RETRY_AFTER_S
+        return DatabaseBusy(f"the database is busy; retry in {wait} s", retry_after=wait)
     if isinstance(exc, OperationalError | InterfaceError):
         return ServiceUnavailable(f"the database is unavailable, retry later ({type(exc).__name__})")
     return None

@@ -29,6 +29,7 @@ from django.db.models import Q, QuerySet
 from webapp.accounts.models import Team, User
 from webapp.accounts.selectors import user_can_write, user_team_ids
 from webapp.common.errors import NotFound, PermissionDeniedError, ValidationFailed
+from webapp.common.utils import BIGINT_MAX, parse_int
 from webapp.leaderboards.models import Benchmark
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
@@ -195,9 +196,9 @@ def benchmark_upload(*, user: User, team_id: Any, name: Any, upload: UploadedFil
     from fipo_engine.eval.benchmarks import canonical_problems, problems_sha256
     from fipo_engine.rewards import grader_names
 
-    if isinstance(team_id, str) and team_id.strip().isdigit():
-        team_id = int(team_id)
-    if isinstance(team_id, bool) or not isinstance(team_id, int):
+    if isinstance(team_id, str):  # a multipart field: ASCII digits within the id column ('²' is not one)
+        team_id = parse_int(team_id.strip(), lo=0)
+    if isinstance(team_id, bool) or not isinstance(team_id, int) or not 0 <= team_id <= BIGINT_MAX:
         raise _bad("team", "team must be a team id")
     if team_id not in user_team_ids(user=user):
         raise NotFound(f"team {team_id} not found")
