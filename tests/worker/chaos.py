@@ -34,7 +34,7 @@ FINAL = {"succeeded", "failed", "cancelled"}
 VOLATILE = ("timing/", "perf/")  # wall-clock metrics: a re-run step legitimately differs there
 
 # Checkpoint every step and log one sample per step: the seam of a resume is then one step wide.
-CHAOS_OVERRIDES: dict[str, Any] = {"trainer.save_every": 1, "trainer.keep_checkpoints": 3,
+CHAOS_OVERRIDES: dict[str, Any] = {"trainer.save_every": 1, "trainer.keep_checkpoints": 3, "trainer.dynamic_sampling": False,
                                    "trainer.log_samples": 1}
 
 

@@ -228,3 +228,26 @@ def test_setup_hook_swaps_the_loss_inside_a_ray_worker(ray_head: str, hook_probe
     assert result == {"models": "FipoPolicyLoss", "ppo_actor": "FipoPolicyLoss", "safety": 3.0, "equal": True,
                       "fipo_metrics": result["fipo_metrics"]}
     assert result["fipo_metrics"] > 10
+
+
+def test_native_entrypoint_leaves_the_run_directory_empty_for_the_trainer_to_claim(tmp_path: Path) -> None:
+    """The trainer refuses a directory that already holds run files it does not own (fipo_engine.rundir);
+    the entrypoint used to write config.json inside the run directory first, so every native Ray job
+    exited 2 before its first event and its run stayed `starting`."""
+    import os
+    import subprocess
+
+    from fipo_engine.rundir import claim_run_dir
+    from worker.launchers.ray import native_entrypoint
+
+    stub = tmp_path / "python"
+    stub.write_text('#!/bin/sh\nprintf "%s\\n" "$@" > "$ARGS_FILE"\n')
+    stub.chmod(0o755)
+    env = {"PATH": os.environ.get("PATH", ""), "FIPO_PYTHON": str(stub), "FIPO_RUNS_DIR": str(tmp_path / "runs"),
+           "FIPO_CONFIG_JSON": '{"preset": "cpu-demo"}', "ARGS_FILE": str(tmp_path / "args")}
+    subprocess.run(["/bin/sh", "-c", native_entrypoint("7")], env=env, check=True)
+    args = (tmp_path / "args").read_text().split()
+    config, out = args[args.index("train") + 1], args[args.index("--out") + 1]
+    assert json.loads(Path(config).read_text()) == {"preset": "cpu-demo"}
+    assert Path(out) == tmp_path / "runs" / "7" and not Path(config).is_relative_to(out)
+    claim_run_dir(out, "0f0e0d0c-uid-of-run-7", run_id="7")  # raises RunDirConflict if anything is in the way

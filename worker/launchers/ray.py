@@ -86,15 +86,19 @@ def map_state(ray_status: str) -> JobState:
 def native_entrypoint(run_id: str) -> str:
     """Shell entrypoint of a native ``fipo train`` job.
 
-    The config travels in ``$FIPO_CONFIG_JSON``; the entrypoint writes it to the job's run directory
-    and hands that file to ``python -m fipo_engine.cli train``. ``$FIPO_PYTHON`` picks the interpreter
-    (a venv on the nodes); the run directory is ``$FIPO_RUNS_DIR/<run id>`` (default base /tmp/fipo-runs),
-    where the tracking spool keeps every event until the control plane has it.
+    The config travels in ``$FIPO_CONFIG_JSON``; the entrypoint writes it next to the job's run
+    directory (``<run dir>.config.json``: the run directory itself must hold nothing before the trainer
+    claims it for ``$FIPO_RUN_UID``, see ``fipo_engine.rundir``) and hands that file to
+    ``python -m fipo_engine.cli train``, which writes the run directory's own ``config.json``.
+    ``$FIPO_PYTHON`` picks the interpreter (a venv on the nodes); the run directory is
+    ``$FIPO_RUNS_DIR/<run id>`` (default base /tmp/fipo-runs), where the tracking spool keeps every
+    event until the control plane has it.
     """
-    run_dir = f"${{FIPO_RUNS_DIR:-/tmp/fipo-runs}}/{shlex.quote(str(run_id))}"
+    base = "${FIPO_RUNS_DIR:-/tmp/fipo-runs}"
+    run_dir = f"{base}/{shlex.quote(str(run_id))}"
     return (
-        f'mkdir -p "{run_dir}" && printf %s "$FIPO_CONFIG_JSON" > "{run_dir}/config.json" && '
-        f'exec "${{FIPO_PYTHON:-python3}}" -m fipo_engine.cli train "{run_dir}/config.json" --out "{run_dir}"'
+        f'mkdir -p "{base}" && printf %s "$FIPO_CONFIG_JSON" > "{run_dir}.config.json" && '
+        f'exec "${{FIPO_PYTHON:-python3}}" -m fipo_engine.cli train "{run_dir}.config.json" --out "{run_dir}"'
     )  # the trainer reads FIPO_SERVER_URL / FIPO_RUN_ID / FIPO_RUN_TOKEN from its environment
 
 
