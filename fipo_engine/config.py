@@ -390,6 +390,12 @@ def _dapo_32b() -> dict[str, Any]:
     return cfg
 
 
+def _tiny_demo_model() -> dict[str, Any]:
+    """The CPU demos' model: a 2-layer, width-128 Llama built from its config (about 0.5M parameters)."""
+    return {"source": "tiny", "tiny": {"hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+                                       "intermediate_size": 256, "max_position_embeddings": 128}}
+
+
 def _cpu_demo() -> dict[str, Any]:
     """Tiny offline model on 1-digit +/- arithmetic; reward rises within minutes on 2 CPU cores.
 
@@ -398,8 +404,7 @@ def _cpu_demo() -> dict[str, Any]:
     batch, so FIPO's weights are not all 1.
     """
     return {
-        "model": {"source": "tiny", "tiny": {"hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
-                                            "intermediate_size": 256, "max_position_embeddings": 128}},
+        "model": _tiny_demo_model(),
         "data": {"source": "reasoning_gym", "task": "basic_arithmetic",
                  "task_kwargs": {"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1,
                                  "operators": ["+", "-"], "allow_parentheses": False, "allow_negation": False},
@@ -423,8 +428,7 @@ def _cot_demo() -> dict[str, Any]:
     Measured (docs/trainer.md): held-out Pass@1 ~0.15 -> ~0.9, mean length ~4 -> ~16 tokens.
     """
     return {
-        "model": {"source": "tiny", "tiny": {"hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
-                                            "intermediate_size": 256, "max_position_embeddings": 128}},
+        "model": _tiny_demo_model(),
         "data": {"source": "chain_sum", "task": "chain_sum",
                  "task_kwargs": {"min_terms": 3, "max_terms": 5, "min_value": 1, "max_value": 9, "modulus": 10,
                                  "solution_mix": {"direct": 0.5, "coarse": 1.0, "full": 4.0},

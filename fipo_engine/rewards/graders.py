@@ -130,19 +130,17 @@ def _gym_task(problem: Problem) -> tuple[str, dict[str, Any], dict[str, Any]]:
 @GRADERS.register("reasoning_gym")
 def grade_reasoning_gym(response: str, problem: Problem) -> Grade:
     """The task's own ``score_answer``; answer = boxed content, else ``Answer:`` line, else last line."""
-    extracted = extract_plain_answer(response)
-    if extracted is None:
-        return Grade(False, None)
-    task, kwargs, entry = _gym_task(problem)
-    dataset = _gym_dataset(task, json.dumps(kwargs, sort_keys=True, default=str))
-    score = dataset.score_answer(answer=extracted, entry=entry)
-    return Grade(score is not None and float(score) >= 1.0, extracted)
+    return _gym_grade(extract_plain_answer(response), problem)
 
 
 @GRADERS.register("reasoning_gym_last_number")
 def grade_reasoning_gym_last_number(response: str, problem: Problem) -> Grade:
     """The task's own ``score_answer`` on the boxed content, else the ``Answer:`` line, else the last number."""
-    extracted = extract_last_number(response)
+    return _gym_grade(extract_last_number(response), problem)
+
+
+def _gym_grade(extracted: str | None, problem: Problem) -> Grade:
+    """The task's own ``score_answer`` on an extracted answer; score >= 1 is correct, no answer is wrong."""
     if extracted is None:
         return Grade(False, None)
     task, kwargs, entry = _gym_task(problem)
