@@ -136,11 +136,12 @@ def eager_celery():
 def tiny_run(teams: dict[str, Any], tmp_path: Path, settings) -> Run:
     from fipo_engine.config import ModelConfig
     from fipo_engine.models.loader import build_tiny, save_policy
+    from webapp.runs.services import run_paths
 
     settings.FIPO_RUNS_DIR = tmp_path / "runs"
-    checkpoint_dir = tmp_path / "ckpt"
-    save_policy(build_tiny(ModelConfig(), ["0123456789"], seed=0), checkpoint_dir)
     run = _run(teams["a"], "tiny")
+    checkpoint_dir = run_paths(run)[0] / "checkpoints" / "step_000020"  # evals read only the run's own
+    save_policy(build_tiny(ModelConfig(), ["0123456789"], seed=0), checkpoint_dir)
     Checkpoint.objects.create(run=run, step=20, uri=f"file://{checkpoint_dir}")
     return run
 
@@ -216,7 +217,10 @@ def test_failed_and_cancelled_jobs_say_why(teams: dict[str, Any], tiny_run: Run,
                                           django_capture_on_commit_callbacks) -> None:
     alice = _client(teams["alice"])
     _upload(alice, teams["a"], _jsonl(PROBLEMS), name="tinybench")
-    Checkpoint.objects.create(run=tiny_run, step=30, uri="file:///nonexistent/checkpoint")
+    from webapp.runs.services import run_paths
+
+    missing = run_paths(tiny_run)[0] / "checkpoints" / "step_000030"  # inside the run's directory, never written
+    Checkpoint.objects.create(run=tiny_run, step=30, uri=f"file://{missing}")
     with django_capture_on_commit_callbacks(execute=True):
         r = alice.post("/api/v1/leaderboards/evaluate/", {"run": tiny_run.pk, "benchmark": "tinybench", "k": 1,
                                                           "max_new_tokens": 2}, format="json")
@@ -307,3 +311,16 @@ def test_external_result_by_benchmark_id_keeps_the_hash(teams: dict[str, Any], t
     r = alice.post("/api/v1/leaderboards/999999/entries/",
                    {"team": teams["a"].pk, "model_name": "x", "result": result}, format="json")
     assert r.status_code == 404
+
+
+def test_a_checkpoint_reported_outside_the_run_directory_is_not_evaluated(teams: dict[str, Any], tiny_run: Run,
+                                                                          tmp_path: Path) -> None:
+    """A checkpoint URI comes from whoever holds the run token; evaluating it would make the worker load
+    any directory it can read. Only checkpoints inside the run's own directory are evaluated."""
+    alice = _client(teams["alice"])
+    _upload(alice, teams["a"], _jsonl(PROBLEMS), name="tinybench")
+    Checkpoint.objects.create(run=tiny_run, step=40, uri=f"file://{tmp_path}")
+    r = alice.post("/api/v1/leaderboards/evaluate/", {"run": tiny_run.pk, "benchmark": "tinybench", "step": 40},
+                   format="json")
+    assert r.status_code == 400, r.content
+    assert r.json()["error"]["fields"][0]["path"] == "step"

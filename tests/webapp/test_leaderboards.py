@@ -165,12 +165,13 @@ def test_eval_job_through_celery_reaches_the_leaderboard(teams: dict, tmp_path: 
     from fipo_engine.config import ModelConfig
     from fipo_engine.models.loader import build_tiny, save_policy
     from tests.engine import fixtures as fx
+    from webapp.runs.services import run_paths
     from webapp.tracking.models import StreamItem
 
     settings.FIPO_RUNS_DIR = tmp_path / "runs"
-    checkpoint_dir = tmp_path / "ckpt"
-    save_policy(build_tiny(ModelConfig(), ["0123456789"], seed=0), checkpoint_dir)
     run = _run(teams["a"], "tiny")
+    checkpoint_dir = run_paths(run)[0] / "checkpoints" / "step_000020"  # evals read only the run's own
+    save_policy(build_tiny(ModelConfig(), ["0123456789"], seed=0), checkpoint_dir)
     Checkpoint.objects.create(run=run, step=20, uri=f"file://{checkpoint_dir}")
     bench = fx.problem_answer_jsonl(tmp_path / "tinybench.jsonl")
 

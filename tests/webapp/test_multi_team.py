@@ -158,3 +158,14 @@ def test_the_run_page_never_asks_a_cluster(client_for: Any, owner: Any, draft_ru
     Run.objects.filter(pk=draft_run.pk).update(launcher="ray", handle="http://head:8265/api/jobs/fipo-run-1")
     detail = client_for(owner).get(f"/api/v1/runs/{draft_run.pk}/")
     assert detail.status_code == 200 and detail.json()["log_tail"] == ""
+
+
+def test_checkpoints_in_uid_named_run_directories_belong_to_their_run(settings, tmp_path) -> None:
+    """Run directories are named ``<id>-<uid prefix>`` (issue 15); a checkpoint inside one is that run's."""
+    from webapp.runs.policy import run_dir_owner
+
+    settings.FIPO_RUNS_DIR = str(tmp_path)
+    assert run_dir_owner(str(tmp_path / "12-0f3a9b2c41de" / "checkpoints" / "step_000005")) == 12
+    assert run_dir_owner(str(tmp_path / "12" / "checkpoints")) == 12
+    assert run_dir_owner(str(tmp_path / "12-notahexuid" / "checkpoints")) is None
+    assert run_dir_owner(str(tmp_path / "other")) is None

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -80,6 +81,14 @@ def _checkpoint(run: Run, step: int | None) -> Checkpoint:
     if checkpoint is None:
         which = f"at step {step}" if step is not None else "yet"
         raise Conflict(f"run {run.pk} has no checkpoint {which}")
+    # The URI came from the run's trainer (anyone holding its token): only a directory inside this
+    # run's own directory is evaluated, so a reported path cannot make the worker read other files.
+    from webapp.runs.services import run_paths
+
+    real, own = os.path.realpath(checkpoint_path(checkpoint.uri)), os.path.realpath(run_paths(run)[0])
+    if not real.startswith(own + os.sep):
+        raise ValidationFailed("the checkpoint is not inside this run's directory",
+                               fields=[{"path": "step", "message": "its checkpoint is outside the run's directory"}])
     return checkpoint
 
 

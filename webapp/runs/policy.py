@@ -43,6 +43,7 @@ _PIP_SPEC = re.compile(
 _DEFAULT_ADDRESS = RayLauncherConfig.model_fields["address"].default
 
 Errors = list[dict[str, str]]
+_RUN_DIR_NAME = re.compile(r"^([0-9]{1,18})(?:-[0-9a-f]{1,32})?$")
 
 
 # ------------------------------------------------------------------------------------- paths
@@ -62,7 +63,8 @@ def run_dir_owner(real: str) -> int | None:
     if not _inside(real, runs_dir) or real == runs_dir:
         return None
     first = Path(real).relative_to(runs_dir).parts[0]
-    return int(first) if first.isascii() and first.isdigit() else None
+    match = _RUN_DIR_NAME.match(first)  # "<id>" (older runs) or "<id>-<uid prefix>" (run_dir_name)
+    return int(match.group(1)) if match else None
 
 
 def path_error(value: str, *, roots: Iterable[str], owns_run: Callable[[int], bool]) -> str | None:
