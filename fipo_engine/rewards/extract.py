@@ -80,14 +80,16 @@ def extract_math_answer(response: str, *, tail_chars: int = TAIL_CHARS) -> str |
     return answer_line(tail)
 
 
+def _marked_answer(response: str) -> str | None:
+    """An answer the response marks itself: the last box, else the last ``Answer:`` line (None: neither)."""
+    return last_boxed(response) or answer_line(response)
+
+
 def extract_plain_answer(response: str) -> str | None:
     """For non-math graders: the boxed content if any, else the ``Answer:`` line, else the last line."""
-    boxed = last_boxed(response)
-    if boxed:
-        return boxed
-    line = answer_line(response)
-    if line:
-        return line
+    marked = _marked_answer(response)
+    if marked:
+        return marked
     lines = [ln.strip() for ln in response.strip().splitlines() if ln.strip()]
     return lines[-1] if lines else None
 
@@ -135,11 +137,8 @@ def extract_last_number(response: str) -> str | None:
     Lenient by design (a response that ends on a wrong number is wrong, one that rambles past its
     answer usually ends on another number); only the ``reasoning_gym_last_number`` grader uses it.
     """
-    boxed = last_boxed(response)
-    if boxed:
-        return boxed
-    line = answer_line(response)
-    if line:
-        return line
+    marked = _marked_answer(response)
+    if marked:
+        return marked
     numbers = _NUMBER.findall(response.replace(",", ""))
     return numbers[-1] if numbers else None

@@ -1,4 +1,4 @@
-"""Dynamic sampling (and its cap on unfillable steps) and the DAPO overlong penalty (FIPO_SPEC.md §2)."""
+"""Dynamic sampling (and its cap on unfillable steps) and the DAPO overlong penalty (docs/trainer.md "Dynamic sampling")."""
 
 from __future__ import annotations
 

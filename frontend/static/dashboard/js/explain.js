@@ -37,7 +37,7 @@ export function logRatios(channels) {
   return { delta, source: "logprob" };
 }
 
-/** Whether token k takes part in future-KL sums (FIPO_SPEC step 3; future_kl.participation_mask). */
+/** Whether token k takes part in future-KL sums (docs/algorithms.md "Policy losses"; future_kl.participation_mask). */
 export function participates(delta, k, fipo, advantage) {
   if (fipo.participation_filter === "none") return true;
   const high = delta[k] > fipo.ln_c;
@@ -97,7 +97,7 @@ export function explainToken(t, channels, fipo, { top = 10 } = {}) {
 }
 
 /**
- * The influence weight of token t (FIPO_SPEC steps 6-7; losses.fipo_loss): clip(exp(F), low, high),
+ * The influence weight of token t (docs/algorithms.md "Policy losses"; losses.fipo_loss): clip(exp(F), low, high),
  * then, for a negative-advantage token whose ratio exceeds the safety threshold, clip into the safety band.
  * ppo/dapo do not reweight: the weight is 1.
  */
