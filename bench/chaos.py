@@ -142,7 +142,7 @@ def run_mode(mode: str, args: argparse.Namespace, tmp: Path) -> list[chaos.Outco
                         FIPO_REAP_INTERVAL_S=str(args.reap_interval), FIPO_CANCEL_GRACE_S=str(args.grace)) as stack:
             print(f"\n== {mode}: stack up ({'PostgreSQL + Redis, private' if services else 'SQLite, in-memory layer'})",
                   flush=True)
-            outcomes.append(guarded("trainer SIGKILL", lambda: chaos.trainer_kill(stack, total_steps=12,
+            outcomes.append(guarded("trainer SIGKILL", lambda: chaos.trainer_kill(stack, total_steps=60,
                                                                                    heartbeat_s=hb)))
             per_step = step_seconds(stack)
             steps = int((args.web_down + 40) / per_step) + 10

@@ -191,17 +191,32 @@ def store_check(stack: LiveStack, run_id: int, events: list[dict[str, Any]]) -> 
     return lost, duplicated, notes
 
 
-def wait_running_step(stack: LiveStack, run_id: int, step: int, timeout_s: float = 240.0) -> dict[str, Any]:
-    """The run's detail once it is running and has stored ``step``."""
+def wait_running_step(stack: LiveStack, run_id: int, step: int, timeout_s: float = 240.0,
+                      checkpoint: bool = False) -> dict[str, Any]:
+    """The run's detail once it is running and its trainer has written ``step`` (and, with
+    ``checkpoint``, a complete checkpoint).
+
+    The step is read from the run directory's spool, polled every 10 ms, not from the API: on a quiet
+    machine the tiny model trains a step in ~30 ms, faster than the API's view of the run can be
+    polled, and a fault meant for mid-run must not arrive after the last step (CI saw exactly that)."""
     box: dict[str, Any] = {}
 
-    def ready() -> bool:
+    def running() -> bool:
         box["d"] = d = stack.run(run_id)
         if d["status"] in FINAL:
             raise AssertionError(f"run {run_id} ended early: {d['transitions']}\n{d['log_tail'][-2000:]}")
-        return d["status"] == "running" and (d["last_step"] or 0) >= step
+        return d["status"] == "running"
 
-    wait_until(ready, timeout_s, f"run {run_id} to reach step {step}")
+    wait_until(running, timeout_s, f"run {run_id} to run", interval_s=0.05)
+    workdir = workdir_of(box["d"])
+
+    def reached() -> bool:
+        events = spool_events(workdir)
+        if any(e["type"] == "status" and e.get("state") in FINAL for e in events):
+            raise AssertionError(f"run {run_id} ended before step {step}: {events[-1]}")
+        return max_step(events) >= step and (not checkpoint or newest_checkpoint_on_disk(workdir) is not None)
+
+    wait_until(reached, timeout_s, f"run {run_id} to reach step {step}", interval_s=0.01)
     return box["d"]
 
 
@@ -280,8 +295,7 @@ def trainer_kill(stack: LiveStack, *, total_steps: int, heartbeat_s: float) -> O
                   "step numbers and data order; no duplicated points at the seam")
     run = stack.create_run("chaos: trainer kill", overrides={**CHAOS_OVERRIDES, "trainer.total_steps": total_steps})
     stack.launch(run["id"])
-    detail = wait_running_step(stack, run["id"], 3)
-    assert detail["checkpoints"], detail
+    detail = wait_running_step(stack, run["id"], 3, checkpoint=True)
     workdir = workdir_of(detail)
     processes = job_processes(detail["handle"])
     os.killpg(processes[0].pid, signal.SIGKILL)  # the OOM killer's way
@@ -317,7 +331,7 @@ def cancel_mid_run(stack: LiveStack, *, total_steps: int, grace_s: float, label:
     run = stack.create_run("chaos: cancel", overrides={**CHAOS_OVERRIDES, **(overrides or {}),
                                                        "trainer.total_steps": total_steps})
     stack.launch(run["id"])
-    detail = wait_running_step(stack, run["id"], 2)
+    detail = wait_running_step(stack, run["id"], 2, checkpoint=True)
     processes = job_processes(detail["handle"])
     asked = time.monotonic()
     response = stack.api().post(f"/runs/{run['id']}/cancel")

@@ -39,8 +39,8 @@ def test_web_server_killed_mid_run_loses_and_repeats_nothing(stack: LiveStack) -
 
 
 def test_killed_trainer_goes_lost_and_resume_continues_without_a_seam(stack: LiveStack) -> None:
-    _verdict(chaos.trainer_kill(stack, total_steps=8, heartbeat_s=HEARTBEAT_S), stack)
+    _verdict(chaos.trainer_kill(stack, total_steps=60, heartbeat_s=HEARTBEAT_S), stack)
 
 
 def test_cancel_stops_within_the_grace_period_and_its_checkpoint_resumes(stack: LiveStack) -> None:
-    _verdict(chaos.cancel_mid_run(stack, total_steps=40, grace_s=GRACE_S), stack)
+    _verdict(chaos.cancel_mid_run(stack, total_steps=80, grace_s=GRACE_S), stack)
