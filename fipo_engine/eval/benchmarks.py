@@ -82,17 +82,19 @@ def champ_all() -> Benchmark:
 # benchmark as a built-in, so a line here is all a new family needs.
 TASK_BENCHMARKS: dict[str, tuple[str, int, int]] = {
     "cpu-arithmetic": ("cpu-demo", 100, 20_260_301),
+    "chain-sum": ("cot-demo", 100, 20_261_205),
 }
 
 
 def _task_benchmark(name: str, preset_name: str, size: int, seed: int) -> Callable[[], Benchmark]:
     def load() -> Benchmark:
         from fipo_engine.config import preset
-        from fipo_engine.data.sources import _reasoning_gym
+        from fipo_engine.data.sources import load_problems
 
         cfg = preset(preset_name)
         data = cfg.data.model_copy(update={"train_size": size, "eval_size": 0})
-        return Benchmark(name, _reasoning_gym(data, seed), cfg.reward.name, "",
+        problems, _ = load_problems(data, seed)
+        return Benchmark(name, problems, cfg.reward.name, "",
                          f"{size} problems of the {preset_name} task ({data.task}), graded by {cfg.reward.name}")
 
     return load

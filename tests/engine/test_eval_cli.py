@@ -101,3 +101,32 @@ def test_dapo_benchmark_with_answer_lines(tmp_path: Path) -> None:
     assert result.response_length_p75 == pytest.approx(200.0)
     with pytest.raises(ValueError, match="pass@3 needs at least 3"):
         evaluate("aime", problems, samples, k=3)
+
+
+def test_chain_sum_benchmark_grades_the_chains_last_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """The built-in ``chain-sum`` board scores what cot-demo writes: a worked chain whose last line is
+    the digit (right), a one-line answer (right or wrong), and a chain ending in a wrong digit."""
+    import numpy as np
+
+    from fipo_engine.data.chain_sum import solution
+    from fipo_engine.data.problem import Problem
+    from fipo_engine.eval.benchmarks import load_benchmark
+
+    def full_chain(problem: Problem) -> str:
+        return solution(problem.metadata["terms"], "full", np.random.default_rng(0), modulus=10)
+
+    bench = load_benchmark("chain-sum")
+    assert len(bench.problems) == 100 and bench.grader == "exact"
+    assert load_benchmark("chain-sum").problems == bench.problems  # generated offline, seeded
+    first, second = bench.problems[:2]
+    wrong_digit = str((int(second.answer) + 1) % 10)
+    responses = fx.responses_jsonl(tmp_path / "resp.jsonl", {
+        first.id: [full_chain(first), first.answer],
+        second.id: [full_chain(second).rsplit("\n", 1)[0] + "\n" + wrong_digit, wrong_digit],
+    })
+    code, out, err = _fipo_inline(capsys, monkeypatch, "--responses", str(responses), "--benchmark", "chain-sum",
+                                  "--json", "--partial")
+    assert code == 0, err
+    by_id = {p["id"]: p for p in json.loads(out)["problems"]}
+    assert by_id[first.id]["correct"] == 2 and by_id[second.id]["correct"] == 0

@@ -59,4 +59,4 @@ def test_problem_hash_is_layout_free_and_order_sensitive() -> None:
 
 def test_task_benchmarks_are_registered() -> None:
     assert set(TASK_BENCHMARKS) <= set(benchmark_names())
-    assert {"champ", "champ-all", "cpu-arithmetic"} <= set(benchmark_names())
+    assert {"champ", "champ-all", "cpu-arithmetic", "chain-sum"} <= set(benchmark_names())
