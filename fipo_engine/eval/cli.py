@@ -49,21 +49,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--save-responses", default=None,
                         help="with --model: write the sampled responses as a --responses JSONL file")
     parser.add_argument("--step", type=int, default=None, help="checkpoint step, recorded in the JSON result")
+    parser.add_argument("--report-lines", action="store_true",
+                        help="with --model: print progress, every problem's responses and the result as "
+                             "'fipo-eval <kind> <json>' lines (what an eval job on Ray reports through its log)")
+    parser.add_argument("--benchmark-env", default=None, metavar="VAR",
+                        help="read the benchmark file from this environment variable (gzip + base64 of the "
+                             "file, how an eval job on Ray carries a stored benchmark); --benchmark is then its name")
     parser.add_argument("--progress-file", default=None,
                         help='with --model: rewrite this JSON file after each batch: {"done", "total", '
                              '"samples", "correct", "pass_at_1"} (what the control plane\'s eval job shows live)')
 
 
 class ProgressFile:
-    """Running progress of a sampling eval, graded batch by batch, written atomically to a JSON file.
+    """Running progress of a sampling eval, graded batch by batch, written atomically to a JSON file
+    (``path``) and/or printed as a report line (``report_lines``, see ``fipo_engine.eval.report``).
 
     Grading a batch as it arrives costs ~0.5 ms per response (docs/evaluation.md), so the running
     Pass@1 is the real one so far, not an estimate; the final result grades everything again."""
 
-    def __init__(self, path: str, total: int, bench: object) -> None:
+    def __init__(self, path: str | None, total: int, bench: object, *, report_lines: bool = False) -> None:
         from fipo_engine.data.problem import Problem
 
-        self.path, self.total, self.bench = Path(path), total, bench
+        self.path, self.total, self.bench = Path(path) if path else None, total, bench
+        self.report_lines = report_lines
         self.by_id: dict[str, Problem] = {p.id: p for p in bench.problems}  # type: ignore[attr-defined]
         self.done = self.samples = 0
         self.acc_sum = 0.0
@@ -84,6 +92,12 @@ class ProgressFile:
     def write(self) -> None:
         data = {"done": self.done, "total": self.total, "samples": self.samples, "correct": self.correct,
                 "pass_at_1": self.acc_sum / self.done if self.done else None}
+        if self.report_lines:
+            from fipo_engine.eval.report import emit
+
+            emit("progress", data)
+        if self.path is None:
+            return
         tmp = self.path.with_suffix(self.path.suffix + ".tmp")
         tmp.write_text(json.dumps(data), encoding="utf-8")
         tmp.replace(self.path)
@@ -94,8 +108,11 @@ def run(args: argparse.Namespace) -> int:
     from fipo_engine.eval.runner import ResponsesError, evaluate, format_table, read_responses
 
     try:
-        bench = load_benchmark(args.benchmark, layout=args.layout, grader=args.grader,
-                               prompt_suffix=args.prompt_suffix)
+        if args.benchmark_env:
+            bench = _benchmark_from_env(args)
+        else:
+            bench = load_benchmark(args.benchmark, layout=args.layout, grader=args.grader,
+                                   prompt_suffix=args.prompt_suffix)
     except (FileNotFoundError, ValueError) as exc:
         print(f"fipo eval: {exc}", file=sys.stderr)
         return 2
@@ -123,8 +140,11 @@ def run(args: argparse.Namespace) -> int:
         sampling = SamplingSettings(k=k, temperature=protocol["temperature"], top_p=protocol["top_p"],
                                     max_new_tokens=protocol["max_new_tokens"], batch_size=args.batch_size,
                                     seed=args.seed, device=args.device, backend=args.backend)
-        progress = ProgressFile(args.progress_file, len(problems), bench) if args.progress_file else None
-        with tqdm(total=len(problems), desc=f"sampling k={k}", unit="problem", disable=None) as bar:
+        progress = (ProgressFile(args.progress_file, len(problems), bench, report_lines=args.report_lines)
+                    if args.progress_file or args.report_lines else None)
+        # with report lines the log is read by a program: no progress bar between them
+        with tqdm(total=len(problems), desc=f"sampling k={k}", unit="problem",
+                  disable=True if args.report_lines else None) as bar:
             samples = generate_samples(args.model, problems, sampling, prompt_suffix=bench.prompt_suffix,
                                        on_progress=bar.update, on_samples=progress.add if progress else None)
         settings = {"model": str(args.model), **protocol, "seed": args.seed}
@@ -135,10 +155,16 @@ def run(args: argparse.Namespace) -> int:
                     fh.write(json.dumps({"id": pid, "responses": [s.text for s in group],
                                          "lengths": [s.n_tokens for s in group],
                                          "truncated": [s.truncated for s in group]}) + "\n")
+        if args.report_lines:
+            from fipo_engine.eval.report import emit
+
+            for pid, group in samples.items():
+                emit("responses", {"id": pid, "responses": [s.text for s in group],
+                                   "lengths": [s.n_tokens for s in group], "truncated": [s.truncated for s in group]})
 
     try:
         result = evaluate(bench.name, problems, samples, grader=bench.grader, k=args.k, partial=partial,
-                          seed=args.seed, settings=settings, progress=not args.json)
+                          seed=args.seed, settings=settings, progress=not (args.json or args.report_lines))
     except (ResponsesError, ValueError) as exc:
         print(f"fipo eval: {exc}", file=sys.stderr)
         return 2
@@ -147,5 +173,37 @@ def run(args: argparse.Namespace) -> int:
     data["step"] = args.step
     if args.out:
         Path(args.out).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    print(json.dumps(data) if args.json else format_table(result))
+    if args.report_lines:
+        from fipo_engine.eval.report import emit
+
+        emit("result", data)
+    else:
+        print(json.dumps(data) if args.json else format_table(result))
     return 0
+
+
+def _benchmark_from_env(args: argparse.Namespace) -> object:
+    """The benchmark a Ray eval job carries in ``$<args.benchmark_env>`` (gzip + base64 of its file),
+    named ``args.benchmark``; read through the same file readers as a path."""
+    import base64
+    import binascii
+    import gzip
+    import os
+    import re
+    import tempfile
+
+    from fipo_engine.eval.benchmarks import load_benchmark
+
+    encoded = os.environ.get(args.benchmark_env)
+    if not encoded:
+        raise ValueError(f"--benchmark-env: ${args.benchmark_env} is not set")
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,100}", args.benchmark):
+        raise ValueError("--benchmark-env: --benchmark must be the benchmark's name (letters, digits, . _ -)")
+    try:
+        content = gzip.decompress(base64.b64decode(encoded, validate=True))
+    except (binascii.Error, OSError, EOFError) as exc:
+        raise ValueError(f"--benchmark-env: ${args.benchmark_env} is not gzip + base64 ({exc})") from None
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"{args.benchmark}.jsonl"
+        path.write_bytes(content)
+        return load_benchmark(str(path), layout=args.layout, grader=args.grader, prompt_suffix=args.prompt_suffix)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import gzip
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -84,3 +87,32 @@ def test_resolve_checkpoint_layouts(tmp_path: Path) -> None:
     assert resolve_checkpoint(tmp_path / "out") == (newest / "model", cfg)
     with pytest.raises(FileNotFoundError, match="not a model directory"):
         resolve_checkpoint(tmp_path / "missing")
+
+
+@pytest.mark.slow
+def test_eval_from_the_environment_reports_in_lines(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    """What a Ray eval job runs: the benchmark from an environment variable, results only as lines."""
+    from fipo_engine.eval.report import ReportReader
+
+    bench = fx.problem_answer_jsonl(tmp_path / "bench.jsonl")
+    env = {**os.environ, "BENCH": base64.b64encode(gzip.compress(bench.read_bytes())).decode()}
+    cmd = [sys.executable, "-m", "fipo_engine.cli", "eval", "--model", str(tiny_checkpoint), "--benchmark", "aime-mini",
+           "--benchmark-env", "BENCH", "--grader", "exact", "--k", "2", "--max-new-tokens", "4", "--report-lines"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, text=True, capture_output=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    reader = ReportReader()
+    reader.feed(proc.stdout)
+    result = reader.result
+    assert result is not None and result["benchmark"] == "aime-mini" and result["n_problems"] == 3
+    assert result["grader"] == "exact"
+    assert reader.progress == {**reader.progress, "done": 3, "total": 3}
+    assert sorted(reader.responses) == sorted(p["id"] for p in result["problems"])
+    assert all(len(r["responses"]) == 2 for r in reader.responses.values())
+    assert all(line.startswith("fipo-eval ") for line in proc.stdout.splitlines())  # nothing else on stdout
+
+    bad = subprocess.run([*cmd[:-1], "--report-lines"], cwd=ROOT, env={**env, "BENCH": "not base64!"}, text=True,
+                         capture_output=True, timeout=120)
+    assert bad.returncode == 2 and "is not gzip + base64" in bad.stderr
+    named = subprocess.run([*cmd[:7], "../x", *cmd[8:]], cwd=ROOT, env=env, text=True, capture_output=True, timeout=120)
+    assert named.returncode == 2 and "must be the benchmark's name" in named.stderr
+    json.dumps(result)  # plain JSON all through

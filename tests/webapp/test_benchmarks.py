@@ -166,7 +166,10 @@ def test_eval_job_end_to_end_and_entry_pages(teams: dict[str, Any], tiny_run: Ru
     from webapp.tracking.models import StreamItem
 
     alice = _client(teams["alice"])
-    bench = _upload(alice, teams["a"], _jsonl(PROBLEMS), name="tinybench").json()
+    # uploaded with its own grader: the job must grade with it (it used to pass none, so `math`)
+    bench = alice.post("/api/v1/benchmarks/", {"file": _jsonl(PROBLEMS), "name": "tinybench", "team": teams["a"].pk,
+                                              "grader": "exact"}, format="multipart").json()
+    assert bench["grader"] == "exact"
     body = {"run": tiny_run.pk, "benchmark": "tinybench", "k": 2, "max_new_tokens": 4, "limit": 3}
     with django_capture_on_commit_callbacks(execute=True):
         response = alice.post("/api/v1/leaderboards/evaluate/", body, format="json")
@@ -177,6 +180,7 @@ def test_eval_job_end_to_end_and_entry_pages(teams: dict[str, Any], tiny_run: Ru
     assert (job["done"], job["total"], job["step"], job["benchmark"]) == (3, 3, 20, bench["id"])
     entry = LeaderboardEntry.objects.get(pk=job["entry"])
     assert (entry.benchmark, entry.benchmark_sha256, entry.k, entry.n_problems) == ("tinybench", bench["sha256"], 2, 3)
+    assert entry.details["grader"] == "exact"
     listed = alice.get(f"/api/v1/eval-jobs/?run={tiny_run.pk}").json()
     assert [j["id"] for j in listed["results"]] == [job_id]
     assert listed["defaults"] == {"k": 4, "max_new_tokens": 24, "temperature": 1.0, "top_p": 0.7}  # cpu-demo

@@ -13,15 +13,18 @@ import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from fipo_engine.config import apply_overrides, preset
 from tests.worker.conftest_ray import REPO, free_port, job_env, start_head
 from worker.launchers.base import LauncherError, LaunchSpec, get_launcher
 from worker.launchers.ray import (
+    MAX_BENCHMARK_ENV_CHARS,
     RayJobsClient,
     RayLauncher,
     build_submission,
+    eval_submission,
     job_url,
     map_state,
     split_handle,
@@ -90,6 +93,33 @@ def test_openrlhf_engine_submits_the_command_builder_output(tmp_path: Path) -> N
     body = build_submission(spec_for(tmp_path, "9", cfg.model_dump(mode="json")))
     assert body["entrypoint"] == openrlhf_command(cfg)
     assert body["runtime_env"]["worker_process_setup_hook"] == "fipo_engine.integrations.openrlhf.hook.setup"
+
+
+def test_eval_submission_carries_the_benchmark_in_its_environment() -> None:
+    """An eval job on Ray: ``fipo eval --report-lines`` (results come back through the driver log) with
+    a stored benchmark gzip+base64 in one environment variable, and a clear refusal when it cannot fit."""
+    import base64
+    import gzip
+    import shlex
+
+    content = b'{"id": "p1", "problem": "1+1", "answer": "2"}\n'
+    body = eval_submission(key="7-ab12", eval_args=["--model", "/c/run 1/checkpoints/step_2", "--benchmark", "aime"],
+                           benchmark=content, env={"FIPO_PYTHON": "/venv/bin/python"}, metadata={"fipo_eval_job": "7"})
+    env = body["runtime_env"]["env_vars"]
+    assert body["submission_id"] == "fipo-eval-7-ab12" and body["metadata"] == {"fipo_eval_job": "7"}
+    assert gzip.decompress(base64.b64decode(env["FIPO_BENCHMARK_GZ_B64"])) == content
+    assert env["FIPO_PYTHON"] == "/venv/bin/python"
+    argv = shlex.split(body["entrypoint"].removeprefix('exec "${FIPO_PYTHON:-python3}" '))
+    assert argv == ["-m", "fipo_engine.cli", "eval", "--model", "/c/run 1/checkpoints/step_2", "--benchmark", "aime",
+                    "--report-lines", "--benchmark-env", "FIPO_BENCHMARK_GZ_B64"]
+    builtin = eval_submission(key="8-cd", eval_args=["--benchmark", "champ"], benchmark=None, env={}, metadata={})
+    assert "FIPO_BENCHMARK_GZ_B64" not in builtin["runtime_env"]["env_vars"] and "--benchmark-env" not in builtin["entrypoint"]
+
+    import os
+
+    too_big = os.urandom(MAX_BENCHMARK_ENV_CHARS)  # random bytes do not compress
+    with pytest.raises(LauncherError, match=r"too large for a Ray eval job .* the limit is 120 KB"):
+        eval_submission(key="9", eval_args=[], benchmark=too_big, env={}, metadata={})
 
 
 def test_unreachable_head_fails_with_a_reason(tmp_path: Path) -> None:
@@ -214,6 +244,29 @@ def test_celery_launches_ray_jobs_whose_events_reach_the_control_plane_and_cance
         assert long_detail["status"] == "cancelled", long_detail["transitions"]
         assert "job stopped" in long_detail["transitions"][-1]["reason"]
         assert launcher.poll(long_detail["handle"]).state == "stopped"
+
+        # An eval job of the Ray run runs on the same head: a stored benchmark travels in the job's
+        # environment, progress and responses come back through the driver log, the entry is recorded.
+        api = stack.api()
+        rows = "".join(json.dumps({"id": f"q{i}", "problem": f"{i}+{i}", "answer": str(2 * i)}) + "\n" for i in range(4))
+        bench = api.post("/benchmarks/", files={"file": ("sums.jsonl", rows.encode(), "application/jsonl")},
+                         data={"name": "sums", "team": str(stack.team_id("alice")), "grader": "exact"})
+        assert bench.status_code == 201, bench.text
+        r = api.post("/leaderboards/evaluate/", json={"run": run["id"], "benchmark": "sums", "k": 2,
+                                                       "max_new_tokens": 4})
+        assert r.status_code == 202, r.text
+        deadline = time.monotonic() + 300
+        while (job := api.get(f"/eval-jobs/{r.json()['job']}/").json())["status"] in {"queued", "running"}:
+            assert time.monotonic() < deadline, stack.log_tail()
+            time.sleep(1)
+        assert job["status"] == "succeeded", f"{job}\n{stack.log_tail()}"
+        assert (job["done"], job["total"]) == (4, 4)
+        on_head = [j for j in httpx.get(f"{ray_head}/api/jobs/", timeout=10).json()
+                   if (j.get("metadata") or {}).get("fipo_eval_job") == str(job["id"])]
+        assert len(on_head) == 1 and on_head[0]["status"] == "SUCCEEDED"
+        entry = api.get(f"/leaderboards/entries/{job['entry']}/").json()
+        assert entry["benchmark_info"]["id"] == bench.json()["id"] and len(entry["problems"]) == 4
+        assert all(len(p["responses"]) == 2 for p in entry["problems"])
 
 
 @pytest.mark.ray

@@ -1,23 +1,25 @@
 """Eval jobs: ``fipo eval`` on a run's checkpoint and a stored benchmark, started through the
 launchers, watched by a Celery task, recorded on the team's board.
 
-Why a launched subprocess and not an import: the worker stays free of torch and of model memory,
-the job runs exactly the command a user would run (``fipo eval --model <checkpoint> ...``), a
-crash or an out-of-memory kill fails the job, not the worker, and cancelling is the launcher's
-process-group stop that training runs use. The job reads a stored benchmark (written to the job's
-own directory), never a path a user gave.
+Why a launched job and not an import: the worker stays free of torch and of model memory, the job
+runs exactly the command a user would run (``fipo eval --model <checkpoint> ...``), a crash or an
+out-of-memory kill fails the job, not the worker, and cancelling is the launcher's stop that
+training runs use. The job goes through its run's launcher: a local process, or a Ray job on the
+run's head (``_start``). It reads a stored benchmark (written to the job's directory, or carried in
+the Ray job's environment), never a path a user gave.
 
 Lifecycle of an ``EvalJob`` row: ``queued`` (POST evaluate) -> ``running`` (the task started the
 command) -> ``succeeded`` (entry recorded) | ``failed`` (``error`` says why: the command's last
-output) | ``cancelled``. While it runs, the task copies ``fipo eval --progress-file`` (problems done
-of total, running Pass@1) into the row and into the run's stream as ``eval_job`` items, which the
-run page receives over its websocket. Cancelling sets ``cancel_requested``; the task sees it
-within a poll interval and stops the process group.
+output) | ``cancelled``. ``fipo eval --report-lines`` prints its progress (problems done of total,
+running Pass@1), every problem's responses and the result as lines of the job's log
+(``fipo_engine.eval.report``); the task follows that log through the launcher (a local file, or
+the Ray driver log over REST) and copies progress into the row and into the run's stream as
+``eval_job`` items, which the run page receives over its websocket. Cancelling sets
+``cancel_requested``; the task sees it within a poll interval and stops the job.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import time
@@ -81,15 +83,27 @@ def _checkpoint(run: Run, step: int | None) -> Checkpoint:
     if checkpoint is None:
         which = f"at step {step}" if step is not None else "yet"
         raise Conflict(f"run {run.pk} has no checkpoint {which}")
-    # The URI came from the run's trainer (anyone holding its token): only a directory inside this
-    # run's own directory is evaluated, so a reported path cannot make the worker read other files.
-    from webapp.runs.services import run_paths
-
-    real, own = os.path.realpath(checkpoint_path(checkpoint.uri)), os.path.realpath(run_paths(run)[0])
-    if not real.startswith(own + os.sep):
+    if not checkpoint_allowed(run, checkpoint.uri):
         raise ValidationFailed("the checkpoint is not inside this run's directory",
                                fields=[{"path": "step", "message": "its checkpoint is outside the run's directory"}])
     return checkpoint
+
+
+def checkpoint_allowed(run: Run, uri: str) -> bool:
+    """Whether an eval job may read the checkpoint its run reported at ``uri`` (the run's trainer,
+    anyone holding its token, chose that text).
+
+    A local run's checkpoint must be a directory inside the run's own directory on this machine, so a
+    reported path cannot make the worker read other files. A Ray run's checkpoint is a path on the
+    cluster, read by a job on the cluster, where the run's own code already runs and the worker never
+    opens it: it must be a plain absolute path (no ``..``) inside a ``checkpoints`` directory."""
+    path = checkpoint_path(uri)
+    if run.launcher == "ray":
+        return path.is_absolute() and ".." not in path.parts and "checkpoints" in path.parts[:-1]
+    from webapp.runs.services import run_paths
+
+    real, own = os.path.realpath(path), os.path.realpath(run_paths(run)[0])
+    return real.startswith(own + os.sep)
 
 
 def checkpoint_path(uri: str) -> Path:
@@ -183,20 +197,20 @@ def job_progress(job: EvalJob) -> dict[str, Any]:
             "pass_at_1": job.pass_at_1, "entry": job.entry_id, "error": job.error}
 
 
-def eval_command(*, model: Path, benchmark: str, layout: str | None, step: int | None, options: Mapping[str, Any],
-                 workdir: Path) -> list[str]:
-    import sys
-
-    cmd = [sys.executable, "-m", "fipo_engine.cli", "eval", "--model", str(model), "--benchmark", benchmark,
-           "--json", "--out", str(workdir / "result.json"), "--save-responses", str(workdir / "responses.jsonl"),
-           "--progress-file", str(workdir / "progress.json")]
+def eval_args(*, model: Path, benchmark: str, layout: str | None, grader: str | None, step: int | None,
+              options: Mapping[str, Any]) -> list[str]:
+    """The ``fipo eval`` arguments of a job (after ``fipo eval``): results come back as report lines
+    in the job's log (``fipo_engine.eval.report``), whichever launcher runs it."""
+    args = ["--model", str(model), "--benchmark", benchmark, "--report-lines"]
     if layout:
-        cmd += ["--layout", layout]
+        args += ["--layout", layout]
+    if grader:
+        args += ["--grader", grader]
     if step is not None:
-        cmd += ["--step", str(step)]
+        args += ["--step", str(step)]
     for key, value in options.items():
-        cmd += [_OPTIONS[key][1], str(value)]
-    return cmd
+        args += [_OPTIONS[key][1], str(value)]
+    return args
 
 
 def _set(job: EvalJob, **fields: Any) -> None:
@@ -210,12 +224,55 @@ def _finish(job: EvalJob, status: str, error: str = "") -> None:
     _append_stream(job.run_id, "eval_job", job_progress(job))
 
 
-def eval_job_run(job_id: int) -> int | None:
-    """The ``run_eval_job`` task: launch ``fipo eval``, copy its progress, record the entry.
+def _start(job: EvalJob, workdir: Path) -> tuple[Any, str, float]:
+    """Start ``fipo eval`` for the job through its run's launcher: (launcher, handle, poll interval).
 
-    Returns the entry id, or None when the job failed, was cancelled or is gone."""
+    A ``ray`` run's job goes to the same Ray head as the run, with the stored benchmark in its
+    environment; every other run's job is a local process with the benchmark written to its
+    directory. Raises ``LauncherError`` (or ``OSError``) with the reason."""
+    import sys
+
     from worker.launchers.base import LaunchSpec
     from worker.launchers.local import LocalLauncher
+
+    bench: Benchmark = job.benchmark
+    stored = bench.team_id is not None
+    model = checkpoint_path(job.checkpoint_uri)
+    opts = {**run_defaults(job.run), **job.options}
+    if job.run.launcher == "ray":
+        from webapp.runs.services import ray_target
+        from worker.launchers.ray import RayLauncher, eval_submission
+
+        address, env = ray_target(job.run)
+        content: bytes | None = None
+        layout = None
+        if stored:
+            path, layout = benchmark_file(bench, workdir)
+            content = path.read_bytes()
+        args = eval_args(model=model, benchmark=bench.name, layout=layout, grader=bench.grader if stored else None,
+                         step=job.step, options=opts)
+        body = eval_submission(key=f"{job.pk}-{os.urandom(4).hex()}", eval_args=args, benchmark=content, env=env,
+                               metadata={"fipo_eval_job": str(job.pk), "fipo_run_id": str(job.run_id)})
+        launcher = RayLauncher()
+        return launcher, launcher.submit(address, body), 2.0  # each poll reads the whole driver log
+    if stored:
+        path, layout = benchmark_file(bench, workdir)
+        bench_arg, grader = str(path), bench.grader
+    else:
+        bench_arg, layout, grader = bench.name, None, None
+    cmd = [sys.executable, "-m", "fipo_engine.cli", "eval",
+           *eval_args(model=model, benchmark=bench_arg, layout=layout, grader=grader, step=job.step, options=opts)]
+    launcher = LocalLauncher(command=lambda _spec, _cfg: cmd)
+    spec = LaunchSpec(run_id=f"eval-{job.pk}", config={}, server_url="", token="", workdir=workdir,
+                      log_path=workdir / "eval.log")
+    return launcher, launcher.start(spec), POLL_S
+
+
+def eval_job_run(job_id: int) -> int | None:
+    """The ``run_eval_job`` task: launch ``fipo eval``, follow its report lines, record the entry.
+
+    Returns the entry id, or None when the job failed, was cancelled or is gone."""
+    from fipo_engine.eval.report import ReportReader
 
     job = EvalJob.objects.select_related("benchmark", "run").filter(pk=job_id).first()
     if job is None or job.is_final:
@@ -225,37 +282,41 @@ def eval_job_run(job_id: int) -> int | None:
         return None
     workdir = Path(settings.FIPO_RUNS_DIR) / str(job.run_id) / "evals" / f"job-{job.pk}"
     workdir.mkdir(parents=True, exist_ok=True)
+    log_path = workdir / "eval.log"
     bench: Benchmark = job.benchmark
-    if bench.team_id is None:
-        bench_arg, layout = bench.name, None
-    else:
-        path, layout = benchmark_file(bench, workdir)
-        bench_arg = str(path)
-    opts = {**run_defaults(job.run), **job.options}
-    cmd = eval_command(model=checkpoint_path(job.checkpoint_uri), benchmark=bench_arg, layout=layout, step=job.step,
-                       options=opts, workdir=workdir)
-    launcher = LocalLauncher(command=lambda _spec, _cfg: cmd)
-    spec = LaunchSpec(run_id=f"eval-{job.pk}", config={}, server_url="", token="", workdir=workdir,
-                      log_path=workdir / "eval.log")
     try:
-        handle = launcher.start(spec)
+        launcher, handle, poll_s = _start(job, workdir)
     except Exception as exc:  # LauncherError and OSError: the reason is the job's failure
         _finish(job, EvalJobStatus.FAILED, f"could not start fipo eval: {exc}")
         return None
     _set(job, status=EvalJobStatus.RUNNING, handle=handle, started_at=timezone.now())
     _append_stream(job.run_id, "eval_job", job_progress(job))
 
+    reader, offset, tail = ReportReader(), 0, ""
+
+    def follow() -> None:
+        """Read the log from ``offset`` to its current end into the reader."""
+        nonlocal offset, tail
+        while True:
+            try:
+                text, offset = launcher.read_log(handle, log_path, offset)
+            except Exception as exc:  # a log read that fails is retried at the next poll
+                logger.warning("eval job %s: reading its log failed: %s", job.pk, exc)
+                return
+            if not text:
+                return
+            tail = (tail + text)[-4000:]
+            if reader.feed(text) and reader.progress:
+                progress = reader.progress
+                _set(job, done=int(progress.get("done") or 0), total=int(progress.get("total") or job.total),
+                     pass_at_1=progress.get("pass_at_1"))
+                _append_stream(job.run_id, "eval_job", job_progress(job))
+
     timeout = float(getattr(settings, "FIPO_EVAL_TIMEOUT_S", 6 * 3600))
     deadline = time.monotonic() + timeout
-    seen: dict[str, Any] | None = None
     while True:
         state = launcher.poll(handle)
-        progress = _read_json(workdir / "progress.json")
-        if progress and progress != seen:
-            seen = progress
-            _set(job, done=int(progress.get("done") or 0), total=int(progress.get("total") or job.total),
-                 pass_at_1=progress.get("pass_at_1"))
-            _append_stream(job.run_id, "eval_job", job_progress(job))
+        follow()
         if state.state not in ("running", "pending"):
             break
         if EvalJob.objects.filter(pk=job.pk, cancel_requested=True).exists():
@@ -266,23 +327,23 @@ def eval_job_run(job_id: int) -> int | None:
             launcher.cancel(handle, grace_s=3.0)
             _finish(job, EvalJobStatus.FAILED, f"timed out after {timeout:.0f} s")
             return None
-        time.sleep(POLL_S)
+        time.sleep(poll_s)
+    follow()  # what the job printed after the last poll
 
-    result = _read_json(workdir / "result.json")
+    result = reader.result
     if state.state != "succeeded" or result is None:
-        tail = _tail(workdir / "eval.log")
-        _finish(job, EvalJobStatus.FAILED, f"fipo eval failed ({state.message}):\n{tail}")
+        clean = "\n".join(line for line in tail.splitlines() if not line.startswith("fipo-eval "))[-1500:]
+        _finish(job, EvalJobStatus.FAILED, f"fipo eval failed ({state.message}):\n{clean}")
         _append_stream(job.run_id, "log", {"text": f"eval on {bench.label} (step {job.step}) failed: "
-                                                   f"{state.message}\n{tail}"})
+                                                   f"{state.message}\n{clean}"})
         return None
-    responses = _read_responses(workdir / "responses.jsonl")
     payload = {k: v for k, v in result.items() if k != "problems"}
     payload["step"] = job.step
     payload["benchmark"] = bench.name
     try:
         with transaction.atomic():
             entry = entry_record_eval(run=job.run, data=payload, benchmark=bench,
-                                      problems=merge_responses(result.get("problems") or [], responses))
+                                      problems=merge_responses(result.get("problems") or [], reader.responses))
             _append_stream(job.run_id, "eval", payload)
             _set(job, entry=entry, done=job.total, pass_at_1=entry.pass_at_1)
             _finish(job, EvalJobStatus.SUCCEEDED)
@@ -304,37 +365,6 @@ def merge_responses(problems: list[dict[str, Any]], responses: Mapping[str, dict
                 merged[key] = extra[key][:n] if n else extra[key]
         out.append(merged)
     return out
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def _read_responses(path: Path) -> dict[str, dict[str, Any]]:
-    out: dict[str, dict[str, Any]] = {}
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return out
-    for line in lines:
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(row, dict) and "id" in row:
-            out[str(row["id"])] = row
-    return out
-
-
-def _tail(path: Path, chars: int = 1500) -> str:
-    try:
-        return path.read_text(errors="replace")[-chars:]
-    except OSError:
-        return ""
 
 
 def _append_stream(run_id: int, type_: str, data: dict[str, Any]) -> None:

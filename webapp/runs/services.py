@@ -282,20 +282,27 @@ def run_paths(run: Run) -> tuple[Path, Path]:
     return workdir, workdir / "run.log"
 
 
+def ray_target(run: Run) -> tuple[str, dict[str, str]]:
+    """(address, job variables) of the deployment's Ray head that a ``ray`` run names
+    (``launcher.ray.head``, default ``default``); its eval jobs go to the same head."""
+    from webapp.runs.policy import ray_head
+    from worker.launchers import LauncherError
+
+    head_name = ((run.config.get("launcher") or {}).get("ray") or {}).get("head", "default")
+    try:
+        return ray_head(head_name)
+    except ValidationFailed:
+        raise LauncherError(f"the Ray head {head_name!r} is not configured on this deployment") from None
+
+
 def _launch_spec(run: Run, token: str, *, resume: bool = False) -> Any:
-    from worker.launchers import LauncherError, LaunchSpec
+    from worker.launchers import LaunchSpec
 
     workdir, log_path = run_paths(run)
     address: str | None = None
     env: dict[str, str] = {}
-    if run.launcher == "ray":  # the deployment's head by name, with the deployment's job variables
-        from webapp.runs.policy import ray_head
-
-        head_name = ((run.config.get("launcher") or {}).get("ray") or {}).get("head", "default")
-        try:
-            address, env = ray_head(head_name)
-        except ValidationFailed:
-            raise LauncherError(f"the Ray head {head_name!r} is not configured on this deployment") from None
+    if run.launcher == "ray":
+        address, env = ray_target(run)
     return LaunchSpec(run_id=str(run.pk), config=run.config, server_url=settings.FIPO_SERVER_URL, token=token,
                       workdir=workdir, log_path=log_path, env=env, address=address,
                       run_uid=str(run.uid) if run.uid else None, resume=resume)

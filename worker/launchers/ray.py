@@ -142,6 +142,51 @@ def build_submission(spec: LaunchSpec) -> dict[str, Any]:
     }
 
 
+# ------------------------------------------------------------------------------- eval jobs
+# What one environment string may hold: Linux refuses an exec whose single argument or environment
+# string exceeds 128 KiB (MAX_ARG_STRLEN), and the stored benchmark travels in one.
+MAX_BENCHMARK_ENV_CHARS = 120_000
+BENCHMARK_ENV = "FIPO_BENCHMARK_GZ_B64"
+
+
+def encode_benchmark(content: bytes) -> str:
+    """A benchmark file as it travels to a Ray eval job (``fipo eval --benchmark-env``): gzip + base64.
+
+    Raises ``LauncherError`` when it would not fit one environment string (about 120 KB encoded;
+    AIME-sized files are a few KB)."""
+    import base64
+    import gzip
+
+    encoded = base64.b64encode(gzip.compress(content, mtime=0)).decode("ascii")
+    if len(encoded) > MAX_BENCHMARK_ENV_CHARS:
+        raise LauncherError(f"the benchmark is too large for a Ray eval job ({len(encoded) // 1000} KB compressed, "
+                            f"the limit is {MAX_BENCHMARK_ENV_CHARS // 1000} KB): evaluate it with the local launcher "
+                            "or with `fipo eval` on the cluster")
+    return encoded
+
+
+def eval_submission(*, key: str, eval_args: list[str], benchmark: bytes | None, env: Mapping[str, str],
+                    metadata: Mapping[str, str]) -> dict[str, Any]:
+    """The ``POST /api/jobs/`` body of an eval job (pure: tested without a cluster).
+
+    The entrypoint is ``fipo eval <eval_args> --report-lines``: progress, responses and the result come
+    back through the driver log (``fipo_engine.eval.report``), so nothing on the node's disk needs to
+    be read. A stored benchmark (``benchmark``: its file's bytes) travels in the job's environment,
+    like a training run's config; a built-in is named in ``eval_args`` and generated on the node."""
+    env_vars = {str(k): str(v) for k, v in env.items()}
+    args = [*eval_args, "--report-lines"]
+    if benchmark is not None:
+        env_vars[BENCHMARK_ENV] = encode_benchmark(benchmark)
+        args += ["--benchmark-env", BENCHMARK_ENV]
+    command = " ".join(shlex.quote(a) for a in ["-m", "fipo_engine.cli", "eval", *args])
+    return {
+        "entrypoint": f'exec "${{FIPO_PYTHON:-python3}}" {command}',
+        "submission_id": f"fipo-eval-{key}",
+        "runtime_env": {"env_vars": env_vars},
+        "metadata": {str(k): str(v) for k, v in metadata.items()},
+    }
+
+
 # --------------------------------------------------------------------------------- REST client
 @dataclass
 class RayJobsClient:
@@ -265,9 +310,11 @@ class RayLauncher:
     def start(self, spec: LaunchSpec) -> str:
         address = spec.address or ((spec.config.get("launcher") or {}).get("ray") or {}).get(
             "address", "http://127.0.0.1:8265")
-        body = build_submission(spec)
-        sub_id = self.client(address).submit(body)
-        return job_url(address, sub_id)
+        return self.submit(address, build_submission(spec))
+
+    def submit(self, address: str, body: dict[str, Any]) -> str:
+        """Submit a prepared job body (``build_submission``, ``eval_submission``); its handle."""
+        return job_url(address, self.client(address).submit(body))
 
     def poll(self, handle: str) -> JobStatus:
         address, sub_id = split_handle(handle)
