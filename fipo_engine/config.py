@@ -439,7 +439,7 @@ def _cot_demo() -> dict[str, Any]:
         "rollout": {"n": 8, "max_new_tokens": 64, "generation_batch_size": 256},
         "trainer": {"total_steps": 200, "train_batch_size": 16, "gen_batch_size": 24, "max_num_gen_batches": 3,
                     "ppo_mini_batch_size": 4, "micro_batch_size": 64, "lr": 3e-4, "warmup_steps": 2,
-                    "weight_decay": 0.0, "sft_warmup_steps": 1600, "sft_lr": 2e-3, "eval_every": 20,
+                    "weight_decay": 0.0, "sft_warmup_steps": 2400, "sft_lr": 2e-3, "eval_every": 20,
                     "eval_k": 4, "save_every": 25, "log_samples": 4, "cpu_threads": 1},
     }
 

@@ -55,6 +55,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--benchmark-env", default=None, metavar="VAR",
                         help="read the benchmark file from this environment variable (gzip + base64 of the "
                              "file, how an eval job on Ray carries a stored benchmark); --benchmark is then its name")
+    parser.add_argument("--server", default=None, metavar="URL",
+                        help="take --benchmark (an id or name) from this control plane's stored benchmarks; "
+                             "the API token is read from $FIPO_API_TOKEN")
+    parser.add_argument("--submit", default=None, metavar="MODEL_NAME",
+                        help="with --server: put the result on the benchmark's board under this model name")
+    parser.add_argument("--team", type=int, default=None,
+                        help="with --submit: the team whose board gets the entry (default: the benchmark's team)")
     parser.add_argument("--progress-file", default=None,
                         help='with --model: rewrite this JSON file after each batch: {"done", "total", '
                              '"samples", "correct", "pass_at_1"} (what the control plane\'s eval job shows live)')
@@ -107,8 +114,18 @@ def run(args: argparse.Namespace) -> int:
     from fipo_engine.eval.benchmarks import load_benchmark
     from fipo_engine.eval.runner import ResponsesError, evaluate, format_table, read_responses
 
+    remote = client = None
+    if args.submit and not args.server:
+        print("fipo eval: --submit needs --server (the board lives on the control plane)", file=sys.stderr)
+        return 2
     try:
-        if args.benchmark_env:
+        if args.server:
+            from fipo_engine.eval.remote import api_client, fetch_benchmark
+
+            client = api_client(args.server)
+            remote = fetch_benchmark(client, args.benchmark, grader=args.grader, prompt_suffix=args.prompt_suffix)
+            bench = remote.benchmark
+        elif args.benchmark_env:
             bench = _benchmark_from_env(args)
         else:
             bench = load_benchmark(args.benchmark, layout=args.layout, grader=args.grader,
@@ -179,6 +196,16 @@ def run(args: argparse.Namespace) -> int:
         emit("result", data)
     else:
         print(json.dumps(data) if args.json else format_table(result))
+    if args.submit and remote is not None and client is not None:
+        from fipo_engine.eval.remote import RemoteError, submit_entry
+
+        try:
+            entry = submit_entry(client, remote, team=args.team, model_name=args.submit, result=data)
+        except RemoteError as exc:
+            print(f"fipo eval: {exc}", file=sys.stderr)
+            return 1  # the evaluation itself succeeded and was printed
+        print(f"fipo eval: submitted as entry {entry.get('id')} on the board of {remote.label} "
+              f"({args.server.rstrip('/')}/leaderboards/entries/{entry.get('id')}/)", file=sys.stderr)
     return 0
 
 
