@@ -74,6 +74,9 @@ def run_one(arm: str, seed: int, steps: int | None) -> dict[str, Any]:
         "steps": [h["step"] for h in hist],
         "length": [h.get("response_length/mean", float("nan")) for h in hist],
         "influence_mean": [h.get("actor/influence_weights_mean", float("nan")) for h in hist],
+        # where FIPO's weights sit: at the clip bounds they add nothing a plain clip would not
+        "iw_upper": [h.get("actor/IW_upper_clip_ratio", float("nan")) for h in hist],
+        "iw_lower": [h.get("actor/IW_lower_clip_ratio", float("nan")) for h in hist],
     }
 
 
@@ -176,6 +179,17 @@ def main() -> None:
             p_lo, p_hi = bootstrap_diff_ci(finals[arm]["p1"], finals["dapo"]["p1"])
             l_lo, l_hi = bootstrap_diff_ci(finals[arm]["len"], finals["dapo"]["len"])
             print(f"| {arm} − dapo | {dp:+.3f} [{p_lo:+.3f}, {p_hi:+.3f}] | {dl:+.1f} [{l_lo:+.1f}, {l_hi:+.1f}] |")
+    fipo_arms = [arm for arm in args.arms if arm != "dapo"]
+    if fipo_arms:
+        print("\n| arm | mean influence weight | tokens at the upper bound | at the lower bound |")
+        print("|---|---|---|---|")
+        for arm in fipo_arms:
+            mine = [r for r in runs if r["arm"] == arm]
+
+            def mean_of(key: str, mine: list[dict[str, Any]] = mine) -> float:
+                return float(np.nanmean([v for r in mine for v in r.get(key, [])] or [float("nan")]))
+
+            print(f"| {arm} | {mean_of('influence_mean'):.3f} | {mean_of('iw_upper'):.1%} | {mean_of('iw_lower'):.1%} |")
     plot(runs, args.arms, args.png)
     print(f"\nplot: {args.png.relative_to(ROOT) if args.png.is_relative_to(ROOT) else args.png}; "
           f"curves: bench/out/fipo_vs_dapo.json; wall {(time.perf_counter() - started) / 60:.1f} min")

@@ -14,6 +14,7 @@ checked against the server's hash so both sides score the same problems).
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,7 +81,7 @@ def _json(response: httpx.Response, what: str) -> Any:
 
 def resolve_id(client: httpx.Client, ref: str) -> int:
     """The id of benchmark ``ref`` (digits: an id; else a name, resolved as the control plane does)."""
-    if ref.strip().isdigit():
+    if re.fullmatch(r"[0-9]{1,18}", ref.strip()):  # ASCII only: "²".isdigit() is True and int("²") fails
         return int(ref)
     listed = _get(client, "/benchmarks/", "the benchmark list")
     named = [b for b in listed if isinstance(b, dict) and b.get("name") == ref]

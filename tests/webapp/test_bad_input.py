@@ -79,7 +79,9 @@ def test_leaderboard_entries_bound_their_numbers(client_for: Any, member: Any, t
 
 
 @pytest.mark.parametrize("url", ["/runs/new/?from=²", "/runs/{run}/samples/?step=²", "/runs/{run}/samples/?sample=١",
-                                 "/compare/?runs=²,1", f"/runs/new/?from={HUGE}", "/leaderboards/aime/?scope=²"])
+                                 "/compare/?runs=²,1", f"/runs/new/?from={HUGE}", "/leaderboards/aime/?scope=²",
+                                 "/leaderboards/entries/1/?vs=²", "/leaderboards/compare/?a=²&b=1",
+                                 f"/leaderboards/compare/?a={HUGE}&b=١"])
 def test_page_query_parameters_never_crash(member: Any, draft_run: Run, url: str) -> None:
     client = Client()
     client.force_login(member)
@@ -94,6 +96,20 @@ def test_api_query_parameters_are_ascii_integers(client_for: Any, member: Any, d
     response = client_for(member).get(url.format(run=draft_run.pk))
     assert response.status_code == 400, (url, response.status_code)
     assert response.json()["error"]["fields"][0]["path"] in {"team", "limit", "offset", "step"}
+
+
+@pytest.mark.parametrize("ref", ["²", "١٢", " ³ "])
+def test_a_benchmark_named_by_non_ascii_digits_is_a_field_error(client_for: Any, member: Any, team: Any,
+                                                                ref: str) -> None:
+    """``str.isdigit()`` takes "²" and ``int("²")`` then raises: these were 500s."""
+    client = client_for(member)
+    response = client.post("/api/v1/leaderboards/evaluate/", {"run": 1, "benchmark": ref}, format="json")
+    assert response.status_code in (400, 404), response.content
+    assert client.get(f"/api/v1/leaderboards/{ref.strip()}/").status_code < 500  # a board of that name: empty
+    raw = f'{{"team": {team.pk}, "model_name": "m", "result": {{"pass_at_1": 0.5}}}}'
+    response = client.generic("POST", f"/api/v1/leaderboards/{ref.strip()}/entries/", raw,
+                              content_type="application/json")
+    assert response.status_code in (400, 404), response.content
 
 
 @pytest.mark.parametrize("url", [f"/api/v1/runs/{HUGE}/", f"/api/v1/samples/{HUGE}/", f"/api/v1/runs/{HUGE}/log"])

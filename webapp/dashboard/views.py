@@ -114,8 +114,7 @@ def leaderboard(request: HttpRequest, benchmark: str) -> HttpResponse:
 def leaderboard_entry(request: HttpRequest, entry_id: int) -> HttpResponse:
     """One entry's answers, problem by problem (``?vs=<entry>`` preselects the flipped filter)."""
     vs = request.GET.get("vs", "")
-    return _page(request, "dashboard/entry.html", "leaderboards", entry_id=entry_id,
-                 vs=int(vs) if vs.isdigit() else None)
+    return _page(request, "dashboard/entry.html", "leaderboards", entry_id=entry_id, vs=parse_int(vs, lo=1))
 
 
 @login_required
@@ -123,8 +122,7 @@ def leaderboard_entry(request: HttpRequest, entry_id: int) -> HttpResponse:
 def leaderboard_compare(request: HttpRequest) -> HttpResponse:
     """Two entries on one benchmark version: wins, losses, ties and the paired CI of B - A."""
     a, b = request.GET.get("a", ""), request.GET.get("b", "")
-    return _page(request, "dashboard/entry_compare.html", "leaderboards",
-                 a=int(a) if a.isdigit() else None, b=int(b) if b.isdigit() else None)
+    return _page(request, "dashboard/entry_compare.html", "leaderboards", a=parse_int(a, lo=1), b=parse_int(b, lo=1))
 
 
 @require_GET

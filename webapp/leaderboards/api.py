@@ -111,7 +111,7 @@ def _board_version(request: Request, benchmark: str) -> Benchmark | None:
         return benchmarks.benchmark_resolve(user=request.user, ref=benchmark, team_id=team, missing="not_found",
                                             version=version)
     except (NotFound, ValidationFailed):
-        if benchmark.isdigit() or version is not None:
+        if parse_int(benchmark, lo=1) is not None or version is not None:
             raise
         return None
 

@@ -130,8 +130,10 @@ def benchmark_resolve(*, user: User, ref: Any, team_id: int | None = None, field
 
     if isinstance(ref, bool) or ref is None or (isinstance(ref, str) and not ref.strip()):
         raise _bad(field, "a benchmark id or name is required")
-    if isinstance(ref, int) or (isinstance(ref, str) and ref.strip().isdigit()):
-        row = visible(user=user, team_id=team_id).filter(pk=int(ref)).first()
+    if isinstance(ref, str) and parse_int(ref.strip(), lo=1) is not None:
+        ref = int(ref.strip())
+    if isinstance(ref, int):
+        row = visible(user=user, team_id=team_id).filter(pk=ref).first() if 1 <= ref <= BIGINT_MAX else None
         if row is None:
             raise unknown(str(ref))
         return row

@@ -19,6 +19,7 @@ from webapp.accounts.models import Team, User
 from webapp.accounts.selectors import user_can_write
 from webapp.common.errors import NotFound, PermissionDeniedError, ValidationFailed
 from webapp.common.parsers import number_problem
+from webapp.common.utils import parse_int
 from webapp.leaderboards.models import LeaderboardEntry
 from webapp.runs.models import Run
 
@@ -239,7 +240,7 @@ def _stored_benchmark(*, user: User, ref: Any, team_id: int) -> Any:
     has a board (the paper's ``aime-2025`` rows): those results stay unversioned."""
     from webapp.leaderboards.benchmarks import benchmark_resolve
 
-    if isinstance(ref, str) and not ref.strip().isdigit():
+    if isinstance(ref, str) and parse_int(ref.strip(), lo=1) is None:
         try:
             return benchmark_resolve(user=user, ref=ref, team_id=team_id, missing="not_found")
         except NotFound:
