@@ -92,6 +92,18 @@ def test_a_clone_and_a_launch_check_the_paths_again(client_for: Any, member: Any
     assert list(_field_errors(api.post(f"/api/v1/runs/{created.json()['id']}/launch"))) == ["data.path"]
     assert Run.objects.get(pk=created.json()["id"]).status == "draft"
 
+    # a resume starts a job too: the same check (it used to relaunch whatever the config said)
+    from webapp.runs.models import Checkpoint
+    from webapp.runs.services import run_paths
+
+    run = Run.objects.get(pk=created.json()["id"])
+    checkpoint = run_paths(run)[0] / "checkpoints" / "step_000001"
+    checkpoint.mkdir(parents=True)
+    Checkpoint.objects.create(run=run, step=1, uri=str(checkpoint))
+    Run.objects.filter(pk=run.pk).update(status="failed")
+    assert list(_field_errors(api.post(f"/api/v1/runs/{run.pk}/resume/"))) == ["data.path"]
+    assert Run.objects.get(pk=run.pk).status == "failed"
+
 
 def test_the_ray_head_is_picked_by_name_never_by_address(client_for: Any, member: Any, team: Any,
                                                          settings: Any) -> None:

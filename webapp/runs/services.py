@@ -242,6 +242,8 @@ def run_resume(*, run: Run, user: User) -> Run:
     from worker.launchers import LauncherError, get_launcher
 
     access_run_write(user=user, run=run)
+    # a resume starts a job: what the deployment allows now, as for a launch (settings change)
+    _check_policy(resolve_config(config=run.config), team_id=run.team_id)
     with transaction.atomic():
         locked = run_lock(run.pk)
         if locked.status not in RESUMABLE_STATUSES:
