@@ -241,6 +241,37 @@ def test_reaper_takes_a_succeeded_job_as_the_runs_end(queued: Run, fake: FakeLau
     assert run.status == RunStatus.SUCCEEDED and "job succeeded" in run.transitions.latest("id").reason
 
 
+def test_an_openrlhf_job_that_ended_ends_its_run_at_the_next_reap(queued: Run, fake: FakeLauncher,
+                                                                  settings: Any, tmp_path: Path) -> None:
+    """Its tracker heartbeats until the job is gone, so its silence used to be the only sign of the end:
+    a succeeded OpenRLHF job stayed ``running`` for a whole heartbeat window (issue 17, item 5)."""
+    settings.FIPO_RUNS_DIR = tmp_path
+    settings.FIPO_HEARTBEAT_TIMEOUT_S = 180
+    config = dict(queued.config)
+    config["launcher"] = {**config["launcher"], "ray": {**config["launcher"]["ray"], "engine": "openrlhf"}}
+    Run.objects.filter(pk=queued.pk).update(config=config)
+    tasks.launch_run(queued.pk)
+    services.run_transition(run_id=queued.pk, to=RunStatus.RUNNING, reason="first event")
+    Run.objects.filter(pk=queued.pk).update(last_heartbeat=timezone.now())
+    assert services.runs_reap_lost() == []  # still running: nothing to do
+    fake.poll_state = "succeeded"
+    assert services.runs_reap_lost() == [queued.pk]  # at once, not after 180 s of silence
+    run = Run.objects.get(pk=queued.pk)
+    assert run.status == RunStatus.SUCCEEDED and "job succeeded" in run.transitions.latest("id").reason
+
+
+def test_a_native_job_is_not_polled_while_it_reports(queued: Run, fake: FakeLauncher, settings: Any,
+                                                     tmp_path: Path) -> None:
+    """A native trainer reports its own end; a live one is not asked about every tick."""
+    settings.FIPO_RUNS_DIR = tmp_path
+    tasks.launch_run(queued.pk)
+    services.run_transition(run_id=queued.pk, to=RunStatus.RUNNING, reason="first event")
+    Run.objects.filter(pk=queued.pk).update(last_heartbeat=timezone.now())
+    fake.poll_state = "succeeded"
+    assert services.runs_reap_lost() == []
+    assert Run.objects.get(pk=queued.pk).status == RunStatus.RUNNING
+
+
 def test_draft_only_delete_and_clone(draft_run: Run, member: Any, viewer: Any) -> None:
     clone = services.run_clone(user=member, run=draft_run)
     assert clone.name == "demo (copy)" and clone.config == draft_run.config and clone.status == RunStatus.DRAFT

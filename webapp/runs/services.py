@@ -394,14 +394,33 @@ def _last_sign_of_life(run: Run) -> datetime:
     return max(run.last_heartbeat or run.status_changed_at, run.status_changed_at)
 
 
+def _reports_its_own_end(run: Run) -> bool:
+    """False for OpenRLHF jobs: their trainer is OpenRLHF's, which sends no final status (our tracker
+    actor only forwards steps and heartbeats), so the job's terminal state is the run's end."""
+    engine = (((run.config or {}).get("launcher") or {}).get("ray") or {}).get("engine", "native")
+    return engine != "openrlhf"
+
+
+def _ended_job(job: Any) -> tuple[str, str] | None:
+    """(status, reason) of a run whose job the launcher reports ended; None while it may still run."""
+    if job.state in {"failed", "stopped"}:
+        reason = f"job {job.state}" + (f" with exit code {job.exit_code}" if job.exit_code is not None else "")
+        return RunStatus.FAILED, reason + (f": {job.message}" if job.message else "")
+    if job.state == "succeeded":
+        return RunStatus.SUCCEEDED, "job succeeded (reported by the launcher)"
+    return None
+
+
 def runs_reap_lost(*, now: datetime | None = None) -> list[int]:
     """The ``reap_lost_runs`` beat task: starting/running runs without an event for
     ``FIPO_HEARTBEAT_TIMEOUT_S`` become ``lost`` (or ``failed`` when the launcher says the job died
-    with an error, ``succeeded`` when it says the job succeeded: an OpenRLHF job's trainer cannot report
-    its own end, so Ray's terminal state is the run's). Returns the ids it changed."""
+    with an error, ``succeeded`` when it says the job succeeded). Runs whose trainer cannot report its
+    own end (OpenRLHF jobs, whose tracker heartbeats until the job is gone) are asked every tick, so
+    their end shows within a reap interval, not a heartbeat window. Returns the ids it changed."""
     from worker.launchers import LauncherError, get_launcher
 
     now = now or timezone.now()
+    changed = _reap_ended_openrlhf_jobs()
     timeout = timedelta(seconds=settings.FIPO_HEARTBEAT_TIMEOUT_S)
     # "Last sign of life" is the later of the last event and the last status change: a resumed run
     # is starting again with the heartbeat of its previous segment, which must not count.
@@ -410,8 +429,9 @@ def runs_reap_lost(*, now: datetime | None = None) -> list[int]:
         .annotate(seen=Greatest(Coalesce("last_heartbeat", "status_changed_at"), "status_changed_at"))
         .filter(seen__lt=now - timeout)
     )
-    changed = []
     for run in stale:
+        if run.pk in changed:
+            continue
         silent_for = int((now - _last_sign_of_life(run)).total_seconds())
         to, reason = RunStatus.LOST, f"no heartbeat for {silent_for} s"
         handle = job_handle(run)
@@ -421,12 +441,9 @@ def runs_reap_lost(*, now: datetime | None = None) -> list[int]:
             except LauncherError as exc:
                 reason += f"; launcher poll failed: {exc}"
             else:
-                if job.state in {"failed", "stopped"}:
-                    to = RunStatus.FAILED
-                    reason = f"job {job.state}" + (f" with exit code {job.exit_code}" if job.exit_code is not None else "")
-                    reason += f": {job.message}" if job.message else ""
-                elif job.state == "succeeded":
-                    to, reason = RunStatus.SUCCEEDED, "job succeeded (reported by the launcher)"
+                ended = _ended_job(job)
+                if ended:
+                    to, reason = ended
                 else:
                     reason += f"; launcher says the job is {job.state}"
         else:
@@ -435,5 +452,28 @@ def runs_reap_lost(*, now: datetime | None = None) -> list[int]:
             locked = run_lock(run.pk)
             if locked.status in {RunStatus.STARTING, RunStatus.RUNNING} and _last_sign_of_life(locked) < now - timeout:
                 _transition_locked(run=locked, to=to, reason=reason)
+                changed.append(run.pk)
+    return changed
+
+
+def _reap_ended_openrlhf_jobs() -> list[int]:
+    """Active runs that cannot report their own end whose job has ended: that end, now."""
+    from worker.launchers import LauncherError, get_launcher
+
+    changed = []
+    active = Run.objects.filter(status__in=[RunStatus.STARTING, RunStatus.RUNNING], handle__isnull=False)
+    for run in active.exclude(handle=""):
+        if _reports_its_own_end(run):
+            continue
+        try:
+            ended = _ended_job(get_launcher(run.launcher).poll(run.handle))
+        except LauncherError:
+            continue  # the silence rule still applies
+        if ended is None:
+            continue
+        with transaction.atomic():
+            locked = run_lock(run.pk)
+            if locked.status in {RunStatus.STARTING, RunStatus.RUNNING}:
+                _transition_locked(run=locked, to=ended[0], reason=ended[1])
                 changed.append(run.pk)
     return changed
