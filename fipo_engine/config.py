@@ -425,7 +425,10 @@ def _cot_demo() -> dict[str, Any]:
     The answer is the last digit of a sum of 3-5 digits. The warm start teaches chains (mostly full
     ones) and then, for its last 6 %, mostly one-line answers, so RL starts from a policy that is short
     and often wrong. The reward is only the last line's correctness; responses grow because chains pay.
-    Measured (docs/trainer.md): held-out Pass@1 ~0.15 -> ~0.9, mean length ~4 -> ~16 tokens.
+    The 2,400 warm-start steps are what makes that hold on every seed (1,600 left seed 11's chains
+    unreliable and its policy collapsed to one-line answers). Measured (docs/trainer.md): seed 1
+    0.25 -> 0.98 held-out Pass@1 and 3.6 -> 19 tokens in 7 minutes; unseen seeds 11-13 +0.22 to +0.46,
+    about 5 -> 17 tokens.
     """
     return {
         "model": _tiny_demo_model(),
