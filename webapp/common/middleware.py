@@ -19,6 +19,16 @@ _BUSY = ("database is locked", "database table is locked", "lock timeout", "stat
          "couldn't get a connection", "pool timeout")
 
 
+def cache_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` is the cache's server (Redis) being unreachable: a restart, not a bug."""
+    try:
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+    except ImportError:  # the embedded mode's local-memory cache never raises these
+        return False
+    return isinstance(exc, RedisConnectionError | RedisTimeoutError)
+
+
 def is_busy(exc: BaseException) -> bool:
     """Whether ``exc`` means the database was too busy, not that the request was wrong."""
     text = str(exc).lower()
@@ -37,6 +47,13 @@ class DatabaseBusyMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if cache_unavailable(exception):  # e.g. the login throttle, which must not go unthrottled
+            logger.warning("cache unavailable on %s %s: %s", request.method, request.path, exception)
+            wait = settings.FIPO_DB_BUSY_RETRY_AFTER_S
+            response = JsonResponse(error_body("unavailable", f"a backing service (the cache) is unavailable; "
+                                                              f"retry in {wait} s"), status=503)
+            response["Retry-After"] = str(wait)
+            return response
         if not is_busy(exception):
             return None
         logger.warning("database busy on %s %s: %s", request.method, request.path, exception)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 from typing import Any
 
@@ -30,6 +31,7 @@ from webapp.common.errors import (
     database_unavailable,
     error_body,
 )
+from webapp.common.middleware import cache_unavailable
 from webapp.common.utils import float_param, int_param, loads_lenient
 from webapp.runs.models import Run
 from webapp.runs.selectors import run_get
@@ -38,6 +40,8 @@ from webapp.tracking.events import body_may_hold_unstorable
 from webapp.tracking.fipo import fipo_settings
 
 MAX_KEYS_PER_REQUEST = 50
+
+logger = logging.getLogger(__name__)
 
 
 class HasRunToken(BasePermission):
@@ -137,12 +141,19 @@ def _check_rate(run_id: int, token: str) -> None:
         return
     window = int(time.time()) // RATE_WINDOW_S
     key = f"fipo:ingest-rate:{run_id}:{token_hash(token)[:16]}:{window}"
-    cache.add(key, 0, timeout=RATE_WINDOW_S * 2)
     try:
-        count = cache.incr(key)
-    except ValueError:  # expired between add and incr
-        cache.set(key, 1, timeout=RATE_WINDOW_S * 2)
-        count = 1
+        cache.add(key, 0, timeout=RATE_WINDOW_S * 2)
+        try:
+            count = cache.incr(key)
+        except ValueError:  # expired between add and incr
+            cache.set(key, 1, timeout=RATE_WINDOW_S * 2)
+            count = 1
+    except Exception as exc:
+        if not cache_unavailable(exc):
+            raise
+        # the guard, not a dependency: while Redis restarts, a trainer's events are still stored
+        logger.warning("ingest rate limit skipped for run %s: the cache is unavailable (%s)", run_id, exc)
+        return
     if count > limit:
         wait = RATE_WINDOW_S - int(time.time()) % RATE_WINDOW_S
         raise Throttled(f"at most {settings.FIPO_INGEST_MAX_REQUESTS_PER_S} ingest requests per second per run; "
