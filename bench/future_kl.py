@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/future_kl.py [--quick] [--seed N] [--threads N]
 
-The baseline is the official formulation (FIPO_SPEC.md §3 step 5, App. G), written here from the
+The baseline is the official formulation (docs/spec.md §3 step 5, App. G), written here from the
 spec: for each chunk of 128 columns, build the [L, 128] decay block γ^(k−t)·[k ≥ t] and add
 ``x[:, chunk] @ block.T`` to F, all in float32. ``baseline loss`` is the whole official forward pass
 (chunked F, weights, safety rule, dual clip, sequence invalidation, token-mean, and the §6 metrics

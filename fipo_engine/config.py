@@ -2,7 +2,7 @@
 
 The trainer reads it, the web form is rendered from its JSON Schema, the API validates with it,
 every checkpoint and every run row stores it verbatim. Defaults reproduce the official
-Qwen2.5-32B FIPO recipe (FIPO_SPEC.md §7) wherever the paper gives a value; where it does not
+Qwen2.5-32B FIPO recipe (docs/spec.md §7) wherever the paper gives a value; where it does not
 (model, data, launcher), the default is the small offline CPU setting so a fresh machine works.
 
 Presets (``preset(name)``): ``fipo-32b``, ``fipo-7b``, ``dapo-32b``, ``cpu-demo``, ``cot-demo``,
@@ -235,7 +235,7 @@ class RewardConfig(_Frozen):
 
 # ------------------------------------------------------------------------------------------- trainer
 class TrainerConfig(_Frozen):
-    """The optimisation loop (FIPO_SPEC.md §7, §8)."""
+    """The optimisation loop (docs/spec.md §7, §8)."""
 
     total_steps: int = Field(575, ge=1, description="Training steps (one rollout batch each; paper ≈ 575).")
     train_batch_size: int = Field(512, ge=1, description="Prompts per training step (after dynamic sampling).")

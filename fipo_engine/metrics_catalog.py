@@ -3,7 +3,7 @@
 One list shared by the trainer (what it logs), the API (what it accepts and documents) and the
 dashboard (chart titles, grouping and axis labels). Add a metric here before logging it;
 ``tests/engine/test_metrics_catalog.py`` checks the trainer and the loss emit only catalog names.
-Loss metrics keep the official verl names under ``actor/`` (FIPO_SPEC.md §6).
+Loss metrics keep the official verl names under ``actor/`` (docs/spec.md §6).
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ METRICS: tuple[Metric, ...] = (
     _M("sampling/all_wrong_group_fraction", "sampling", "fraction", "Groups dropped because all were wrong."),
     _M("sampling/fill_fraction", "sampling", "fraction",
        "Groups trained on / train_batch_size: below 1 when dynamic sampling stopped before the batch was full."),
-    # --- policy loss (official verl names, FIPO_SPEC.md §6)
+    # --- policy loss (official verl names, docs/spec.md §6)
     _M("actor/pg_loss", "clip", "loss", "Policy-gradient loss (× loss-scale factor), mean over mini-batches."),
     _M("actor/pg_clipfrac", "clip", "fraction", "Tokens whose clipped surrogate was active (r outside the clip band)."),
     _M("actor/pg_clipfrac_lower", "clip", "fraction", "Negative-advantage tokens cut by the dual clip (r > c)."),

@@ -107,7 +107,7 @@ INSTALLED_APPS = [
 _OPTIONAL_APPS = ["webapp.dashboard", "webapp.leaderboards"]
 INSTALLED_APPS += [app for app in _OPTIONAL_APPS if (BASE_DIR / app.replace(".", "/") / "__init__.py").exists()]
 
-# Migrations live in one package per app under migrations/ (ARCHITECTURE.md): an app label gets an
+# Migrations live in one package per app under migrations/: an app label gets an
 # entry as soon as its package migrations/<label>/ exists (create it before `makemigrations <label>`).
 MIGRATION_MODULES = {
     label: f"migrations.{label}"

@@ -1,4 +1,4 @@
-"""Outcome advantages (FIPO_SPEC.md §2.3): one score per sequence -> one advantage per sequence.
+"""Outcome advantages (docs/spec.md §2.3): one score per sequence -> one advantage per sequence.
 
 Registered estimators take ``(scores: Tensor[n] float64, group_index: Tensor[n] int64 in
 0..G-1, eps)`` and return Tensor[n] float64; ``outcome_advantages`` converts the inputs, maps any

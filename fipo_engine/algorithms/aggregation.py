@@ -1,4 +1,4 @@
-"""Loss aggregation modes (FIPO_SPEC.md §5): per-token losses [B, L] and a mask -> one scalar.
+"""Loss aggregation modes (docs/spec.md §5): per-token losses [B, L] and a mask -> one scalar.
 
 Every mode zeroes masked entries with ``torch.where`` (not a product), so NaN or inf sitting in
 padded slots can never reach the loss or its gradient. Every mode returns a 0-dim tensor that is
@@ -38,7 +38,7 @@ def seq_mean_token_mean(loss_mat: Tensor, mask: Tensor) -> Tensor:
     """Mean over non-empty rows of each row's token mean (GRPO).
 
     Officially an empty row gives 0/0 = NaN and poisons the loss; we drop empty rows from the mean
-    and return 0 when every row is empty (FIPO_SPEC.md §11.5).
+    and return 0 when every row is empty (docs/spec.md §11.5).
     """
     counts = mask.bool().sum(dim=-1)
     row_means = _masked(loss_mat, mask).sum(dim=-1) / counts.clamp(min=1)

@@ -1,8 +1,8 @@
 """``PolicyLossConfig``: every knob of the PPO / DAPO / FIPO policy losses, with official names.
 
-Field names are those of the official verl ``PolicyLossConfig`` (FIPO_SPEC.md §3, §4), so a
+Field names are those of the official verl ``PolicyLossConfig`` (docs/spec.md §3, §4), so a
 recipe line such as ``actor.policy_loss.decay_rate=32`` maps one to one. Defaults are the
-official Qwen2.5-32B recipe (FIPO_SPEC.md §7, §11.3). The config is frozen: the trainer, the
+official Qwen2.5-32B recipe (docs/spec.md §7, §11.3). The config is frozen: the trainer, the
 web form and every checkpoint see the same values.
 """
 
@@ -102,7 +102,7 @@ class PolicyLossConfig(BaseModel):
             raise ValueError("clip_ratio_c must exceed 1 + clip_ratio_high for the dual clip to make sense")
         return self
 
-    # ---- named presets (FIPO_SPEC.md §7) -------------------------------------------------
+    # ---- named presets (docs/spec.md §7) -------------------------------------------------
     @classmethod
     def fipo_32b(cls, **overrides: object) -> PolicyLossConfig:
         """The official Qwen2.5-32B FIPO recipe: τ=32, weights in [1.0, 1.2], s=10, c=10."""

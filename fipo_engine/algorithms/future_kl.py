@@ -1,4 +1,4 @@
-"""Discounted future KL (FIPO_SPEC.md §3 steps 1-5, §4 extensions) in O(L) work per row.
+"""Discounted future KL (docs/spec.md §3 steps 1-5, §4 extensions) in O(L) work per row.
 
 The official code evaluates F_t = Σ_{k≥t} γ^(k−t)·x_k as an O(L²) matrix product in column
 chunks. The same quantity is the reverse recurrence F_t = x_t + γ·F_{t+1}. A Python loop over
@@ -204,7 +204,7 @@ def future_kl(
     participation_filter: ParticipationFilter = "all_tokens",
     advantages: Tensor | None = None,
 ) -> Tensor:
-    """F [B, L] of FIPO_SPEC.md §3 step 5 (filter of step 3 applied); detached, never differentiated.
+    """F [B, L] of docs/spec.md §3 step 5 (filter of step 3 applied); detached, never differentiated.
 
     Defaults give the official quantity: include the current token, no window, plain sum, every
     token with δ > ln c removed. Returned in float32 (float64 if ``log_prob`` is float64); bf16/fp16

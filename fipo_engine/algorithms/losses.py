@@ -1,4 +1,4 @@
-"""Policy losses by name: ``ppo``, ``dapo`` and ``fipo`` (FIPO_SPEC.md §3), one entry point.
+"""Policy losses by name: ``ppo``, ``dapo`` and ``fipo`` (docs/spec.md §3), one entry point.
 
 How the three differ (each adds to the one before):
 
@@ -235,7 +235,7 @@ def influence_bounds(config: PolicyLossConfig) -> tuple[float, float]:
 def fipo_loss(
     log_prob: Tensor, old_log_prob: Tensor, advantages: Tensor, response_mask: Tensor, config: PolicyLossConfig
 ) -> PolicyLossOutput:
-    """FIPO (arXiv 2603.19835; FIPO_SPEC.md §3 steps 1-12, official code where it departs from the paper)."""
+    """FIPO (arXiv 2603.19835; docs/spec.md §3 steps 1-12, official code where it departs from the paper)."""
     mask, delta, adv = _prepare(log_prob, old_log_prob, advantages, response_mask)  # step 1
     ratio = torch.exp(delta)  # step 2
     with torch.no_grad():

@@ -1,4 +1,4 @@
-"""Masked statistics for the loss metrics (FIPO_SPEC.md §6), None where there is no data.
+"""Masked statistics for the loss metrics (docs/spec.md §6), None where there is no data.
 
 The official code returns 0 for statistics over an empty set (or raises on ``min()`` of an empty
 tensor); we return None so a chart shows a gap instead of a fake value (§11.5). Masked means are

@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-# The paper's evaluation sampling (FIPO_SPEC.md §9), used by --model unless overridden.
+# The paper's evaluation sampling (docs/spec.md §9), used by --model unless overridden.
 PAPER_PROTOCOL = {"temperature": 1.0, "top_p": 0.7, "max_new_tokens": 20480}
 
 

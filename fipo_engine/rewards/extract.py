@@ -2,7 +2,7 @@
 
 Why a module of its own: training rewards, evaluation and majority voting (cons@k) must all see
 the *same* extracted answer, so there is exactly one extractor. It follows the DAPO recipe's
-``math_dapo`` scorer (FIPO_SPEC.md §2.1): only the last ``TAIL_CHARS`` characters are inspected and
+``math_dapo`` scorer (docs/spec.md §2.1): only the last ``TAIL_CHARS`` characters are inspected and
 the last ``\\boxed{...}`` wins (nested braces matched). If there is no box, a final
 ``Answer: X`` line (the answer format the DAPO-Math prompts ask for) is used instead.
 """

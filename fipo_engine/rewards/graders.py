@@ -1,6 +1,6 @@
 """Graders by name: ``(response, problem) -> Grade``. One implementation for training and evaluation.
 
-* ``math``: the recipe's verifier (FIPO_SPEC.md §2.1): the final ``\\boxed{}`` answer in the last 300
+* ``math``: the recipe's verifier (docs/spec.md §2.1): the final ``\\boxed{}`` answer in the last 300
   characters (last box wins), compared with the ground truth by math-verify, so ``033`` equals ``33``,
   ``\\frac{1}{2}`` equals ``0.5`` and LaTeX forms are parsed. No extractable answer is wrong.
 * ``reasoning_gym``: the generator's own ``score_answer(answer=..., entry=...)``; score >= 1 is correct.

@@ -10,7 +10,7 @@ from fipo_engine.rewards.graders import get_grader, grade_math_many
 
 
 def overlong_penalty(length: int, max_len: int, buffer_len: int, factor: float) -> float:
-    """DAPO soft overlong punishment (FIPO_SPEC.md §2.1): ``min(-(len - (Lmax - Lbuf)) / Lbuf * factor, 0)``.
+    """DAPO soft overlong punishment (docs/spec.md §2.1): ``min(-(len - (Lmax - Lbuf)) / Lbuf * factor, 0)``.
 
     0 up to ``max_len - buffer_len`` tokens, then linear down to ``-factor`` at ``max_len``.
     """

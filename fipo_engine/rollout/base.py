@@ -1,7 +1,7 @@
 """The rollout interface: token prompts in, sampled responses out.
 
 A backend (transformers ``generate`` here; vLLM later) only samples. Log-probs used by the loss
-are always recomputed by the training engine (FIPO_SPEC.md §8), so a backend never returns them.
+are always recomputed by the training engine (docs/spec.md §8), so a backend never returns them.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Rollout with vLLM's offline engine on the training GPU (``rollout.backend: vllm``, one-GPU native training).
 
-How it fits the native trainer (FIPO_SPEC.md §8):
+How it fits the native trainer (docs/spec.md §8):
 1. At start the policy (weights + tokenizer) is written once to a temporary Hugging Face directory,
    and an in-process ``vllm.LLM`` is built from it on the same GPU as the trainer
    (``gpu_memory_utilization`` caps vLLM's share; the rest is the trainer's).

@@ -1,4 +1,4 @@
-"""Client side of the tracking protocol (ARCHITECTURE.md, docs/api-contract.md "Ingest").
+"""Client side of the tracking protocol (docs/api-contract.md "Ingest").
 
     tracker = Tracker(run_dir, server="http://127.0.0.1:8000", run_id="42", token="...")
     tracker.status("running", "started")

@@ -1,4 +1,4 @@
-"""In-training evaluation on the held-out set: Pass@1 as avg@k (FIPO_SPEC.md §9).
+"""In-training evaluation on the held-out set: Pass@1 as avg@k (docs/spec.md §9).
 
 Sampling runs under a forked RNG seeded by (seed, step), so evaluating (or not, or more often)
 never changes the training trajectory, and a resumed run evaluates exactly like a straight one.

@@ -1,6 +1,6 @@
 """The native FIPO trainer: one loop that reads top to bottom (rollout, reward, advantage, loss, step).
 
-How FIPO differs from the algorithms it builds on (FIPO_SPEC.md):
+How FIPO differs from the algorithms it builds on (docs/spec.md):
 1. GRPO samples G responses per prompt and gives every token of a response the same advantage,
    the response's reward normalised within its group (mean and unbiased std), then takes PPO
    clipped steps (often with a KL penalty to a reference model).

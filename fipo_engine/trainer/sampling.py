@@ -1,4 +1,4 @@
-"""DAPO dynamic sampling (FIPO_SPEC.md §2.2): keep only groups whose outcome varies.
+"""DAPO dynamic sampling (docs/spec.md §2.2): keep only groups whose outcome varies.
 
 A group whose responses are all correct or all wrong has zero advantage everywhere under GRPO,
 so it only dilutes the batch. The recipe filters on the unpenalised correctness (``acc``), not on

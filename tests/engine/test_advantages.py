@@ -1,4 +1,4 @@
-"""Outcome advantages (FIPO_SPEC.md §2.3) against a per-group loop written from the spec."""
+"""Outcome advantages (docs/spec.md §2.3) against a per-group loop written from the spec."""
 
 from __future__ import annotations
 

@@ -27,7 +27,7 @@ from fipo_engine.config import (
 
 # ------------------------------------------------------------------------------ PolicyLossConfig
 def test_policy_loss_defaults_are_the_32b_recipe() -> None:
-    """FIPO_SPEC.md §7 / §11.3."""
+    """docs/spec.md §7 / §11.3."""
     cfg = PolicyLossConfig()
     assert (cfg.clip_ratio_low, cfg.clip_ratio_high, cfg.clip_ratio_c) == (0.2, 0.28, 10.0)
     assert (cfg.decay_rate, cfg.future_kl_clip_ratio, cfg.future_kl_clip_high_only) == (32.0, 0.2, True)

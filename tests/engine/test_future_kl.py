@@ -1,4 +1,4 @@
-"""future_kl (FIPO_SPEC.md §3 steps 1-5, §4): the blocked scan against loops and the O(L²) definition."""
+"""future_kl (docs/spec.md §3 steps 1-5, §4): the blocked scan against loops and the O(L²) definition."""
 
 from __future__ import annotations
 

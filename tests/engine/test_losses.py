@@ -1,4 +1,4 @@
-"""Hand-built edge cases of FIPO_SPEC.md §3 (one per named case), gradients, and the output contract."""
+"""Hand-built edge cases of docs/spec.md §3 (one per named case), gradients, and the output contract."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The four loss aggregation modes (FIPO_SPEC.md §5, §11.5) against explicit loops."""
+"""The four loss aggregation modes (docs/spec.md §5, §11.5) against explicit loops."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Plain-Python references for FIPO_SPEC.md §3-§6, and the randomized comparison against them.
+"""Plain-Python references for docs/spec.md §3-§6, and the randomized comparison against them.
 
 The references are written from the spec, one token at a time, with Python floats (float64) and
 the O(L²) definition of the future KL: no torch, no vectorisation, nothing shared with the code

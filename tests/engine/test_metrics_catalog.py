@@ -12,7 +12,7 @@ import torch
 from fipo_engine import metrics_catalog as catalog
 from fipo_engine.algorithms import PolicyLossConfig, policy_loss
 
-OFFICIAL_LOSS_METRICS = [  # FIPO_SPEC.md §6, with the actor/ prefix
+OFFICIAL_LOSS_METRICS = [  # docs/spec.md §6, with the actor/ prefix
     "pg_loss", "pg_clipfrac", "ppo_kl", "pg_clipfrac_lower",
     "influence_weights_mean", "influence_weights_min", "influence_weights_max",
     "IW_upper_clip_ratio", "IW_lower_clip_ratio", "IW_overall_clip_ratio",

@@ -1,4 +1,4 @@
-"""Graders, extraction, overlong penalty and batch scoring (the recipe's reward, FIPO_SPEC.md §2.1)."""
+"""Graders, extraction, overlong penalty and batch scoring (the recipe's reward, docs/spec.md §2.1)."""
 
 from __future__ import annotations
 

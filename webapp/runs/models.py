@@ -23,7 +23,7 @@ class RunStatus(models.TextChoices):
     LOST = "lost", "Lost"
 
 
-# The lifecycle of ARCHITECTURE.md. ``lost`` (no heartbeat for FIPO_HEARTBEAT_TIMEOUT_S) is not final:
+# The lifecycle of docs/control-plane.md "Run lifecycle". ``lost`` (no heartbeat for FIPO_HEARTBEAT_TIMEOUT_S) is not final:
 # a trainer that was only cut off comes back to ``running`` with its next event, and the run can
 # still be cancelled (which kills the job if it is alive).
 ALLOWED_TRANSITIONS: dict[str, frozenset[str]] = {
