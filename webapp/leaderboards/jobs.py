@@ -51,6 +51,7 @@ _OPTIONS: dict[str, tuple[type, str]] = {
 }
 MAX_K = 1024
 POLL_S = 0.5
+LOG_READ_BYTES = 64 << 20  # a read of the job's log: the whole of it in one request, but bounded
 
 
 def clean_options(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -236,7 +237,9 @@ def _start(job: EvalJob, workdir: Path) -> tuple[Any, str, float]:
     from worker.launchers.local import LocalLauncher
 
     bench: Benchmark = job.benchmark
-    stored = bench.team_id is not None
+    # a stored benchmark as the file fipo eval reads, graded by its own grader; a built-in goes by name
+    path, layout = benchmark_file(bench, workdir) if bench.team_id is not None else (None, None)
+    grader = bench.grader if path else None
     model = checkpoint_path(job.checkpoint_uri)
     opts = {**run_defaults(job.run), **job.options}
     if job.run.launcher == "ray":
@@ -244,24 +247,15 @@ def _start(job: EvalJob, workdir: Path) -> tuple[Any, str, float]:
         from worker.launchers.ray import RayLauncher, eval_submission
 
         address, env = ray_target(job.run)
-        content: bytes | None = None
-        layout = None
-        if stored:
-            path, layout = benchmark_file(bench, workdir)
-            content = path.read_bytes()
-        args = eval_args(model=model, benchmark=bench.name, layout=layout, grader=bench.grader if stored else None,
-                         step=job.step, options=opts)
-        body = eval_submission(key=f"{job.pk}-{os.urandom(4).hex()}", eval_args=args, benchmark=content, env=env,
+        args = eval_args(model=model, benchmark=bench.name, layout=layout, grader=grader, step=job.step, options=opts)
+        body = eval_submission(key=f"{job.pk}-{os.urandom(4).hex()}", eval_args=args,
+                               benchmark=path.read_bytes() if path else None, env=env,
                                metadata={"fipo_eval_job": str(job.pk), "fipo_run_id": str(job.run_id)})
         launcher = RayLauncher()
         return launcher, launcher.submit(address, body), 2.0  # each poll reads the whole driver log
-    if stored:
-        path, layout = benchmark_file(bench, workdir)
-        bench_arg, grader = str(path), bench.grader
-    else:
-        bench_arg, layout, grader = bench.name, None, None
     cmd = [sys.executable, "-m", "fipo_engine.cli", "eval",
-           *eval_args(model=model, benchmark=bench_arg, layout=layout, grader=grader, step=job.step, options=opts)]
+           *eval_args(model=model, benchmark=str(path) if path else bench.name, layout=layout, grader=grader,
+                      step=job.step, options=opts)]
     launcher = LocalLauncher(command=lambda _spec, _cfg: cmd)
     spec = LaunchSpec(run_id=f"eval-{job.pk}", config={}, server_url="", token="", workdir=workdir,
                       log_path=workdir / "eval.log")
@@ -295,11 +289,13 @@ def eval_job_run(job_id: int) -> int | None:
     reader, offset, tail = ReportReader(), 0, ""
 
     def follow() -> None:
-        """Read the log from ``offset`` to its current end into the reader."""
+        """Read the log from ``offset`` to its current end into the reader: one read per poll, more
+        only while a read came back full (a Ray read downloads the whole driver log each time)."""
         nonlocal offset, tail
         while True:
+            start = offset
             try:
-                text, offset = launcher.read_log(handle, log_path, offset)
+                text, offset = launcher.read_log(handle, log_path, offset, max_bytes=LOG_READ_BYTES)
             except Exception as exc:  # a log read that fails is retried at the next poll
                 logger.warning("eval job %s: reading its log failed: %s", job.pk, exc)
                 return
@@ -311,6 +307,8 @@ def eval_job_run(job_id: int) -> int | None:
                 _set(job, done=int(progress.get("done") or 0), total=int(progress.get("total") or job.total),
                      pass_at_1=progress.get("pass_at_1"))
                 _append_stream(job.run_id, "eval_job", job_progress(job))
+            if offset - start < LOG_READ_BYTES - 3:  # short of full (a split UTF-8 character is held back)
+                return
 
     timeout = float(getattr(settings, "FIPO_EVAL_TIMEOUT_S", 6 * 3600))
     deadline = time.monotonic() + timeout

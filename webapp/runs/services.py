@@ -429,9 +429,7 @@ def runs_reap_lost(*, now: datetime | None = None) -> list[int]:
         .annotate(seen=Greatest(Coalesce("last_heartbeat", "status_changed_at"), "status_changed_at"))
         .filter(seen__lt=now - timeout)
     )
-    for run in stale:
-        if run.pk in changed:
-            continue
+    for run in stale:  # queried after the OpenRLHF pass: the runs it ended are not stale any more
         silent_for = int((now - _last_sign_of_life(run)).total_seconds())
         to, reason = RunStatus.LOST, f"no heartbeat for {silent_for} s"
         handle = job_handle(run)

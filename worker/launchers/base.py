@@ -65,8 +65,10 @@ class Launcher(Protocol):
         """Stop the job (graceful first, forced after ``grace_s``) and return the final state."""
         ...
 
-    def read_log(self, handle: str, spec_log_path: Path, offset: int = 0) -> tuple[str, int]:
-        """Log text from byte ``offset`` on, and the new offset."""
+    def read_log(self, handle: str, spec_log_path: Path, offset: int = 0, max_bytes: int | None = None
+                 ) -> tuple[str, int]:
+        """Log text from byte ``offset`` on (at most ``max_bytes`` of it; the launcher's own bound when
+        None), and the new offset."""
         ...
 
 
