@@ -112,6 +112,7 @@ class ProgressFile:
 
 def run(args: argparse.Namespace) -> int:
     from fipo_engine.eval.benchmarks import load_benchmark
+    from fipo_engine.eval.report import emit
     from fipo_engine.eval.runner import ResponsesError, evaluate, format_table, read_responses
 
     remote = client = None
@@ -173,8 +174,6 @@ def run(args: argparse.Namespace) -> int:
                                          "lengths": [s.n_tokens for s in group],
                                          "truncated": [s.truncated for s in group]}) + "\n")
         if args.report_lines:
-            from fipo_engine.eval.report import emit
-
             for pid, group in samples.items():
                 emit("responses", {"id": pid, "responses": [s.text for s in group],
                                    "lengths": [s.n_tokens for s in group], "truncated": [s.truncated for s in group]})
@@ -191,8 +190,6 @@ def run(args: argparse.Namespace) -> int:
     if args.out:
         Path(args.out).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     if args.report_lines:
-        from fipo_engine.eval.report import emit
-
         emit("result", data)
     else:
         print(json.dumps(data) if args.json else format_table(result))
@@ -212,14 +209,12 @@ def run(args: argparse.Namespace) -> int:
 def _benchmark_from_env(args: argparse.Namespace) -> object:
     """The benchmark a Ray eval job carries in ``$<args.benchmark_env>`` (gzip + base64 of its file),
     named ``args.benchmark``; read through the same file readers as a path."""
-    import base64
-    import binascii
-    import gzip
     import os
     import re
     import tempfile
 
     from fipo_engine.eval.benchmarks import load_benchmark
+    from fipo_engine.eval.report import decode_file
 
     encoded = os.environ.get(args.benchmark_env)
     if not encoded:
@@ -227,9 +222,9 @@ def _benchmark_from_env(args: argparse.Namespace) -> object:
     if not re.fullmatch(r"[A-Za-z0-9._-]{1,100}", args.benchmark):
         raise ValueError("--benchmark-env: --benchmark must be the benchmark's name (letters, digits, . _ -)")
     try:
-        content = gzip.decompress(base64.b64decode(encoded, validate=True))
-    except (binascii.Error, OSError, EOFError) as exc:
-        raise ValueError(f"--benchmark-env: ${args.benchmark_env} is not gzip + base64 ({exc})") from None
+        content = decode_file(encoded)
+    except ValueError as exc:
+        raise ValueError(f"--benchmark-env: ${args.benchmark_env} is {exc}") from None
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"{args.benchmark}.jsonl"
         path.write_bytes(content)

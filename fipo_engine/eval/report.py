@@ -15,6 +15,9 @@ The local eval job uses the same lines (from its log file), so one reader serves
 
 from __future__ import annotations
 
+import base64
+import binascii
+import gzip
 import json
 import sys
 from collections.abc import Iterator
@@ -57,6 +60,20 @@ def parse_reports(text: str) -> Iterator[tuple[str, dict[str, Any]]]:
             continue
         if isinstance(data, dict):
             yield kind, data
+
+
+def encode_file(content: bytes) -> str:
+    """A file as one environment string (gzip + base64): how an eval job on Ray carries a stored
+    benchmark to ``fipo eval --benchmark-env`` (``decode_file`` reads it back)."""
+    return base64.b64encode(gzip.compress(content, mtime=0)).decode("ascii")
+
+
+def decode_file(encoded: str) -> bytes:
+    """The bytes ``encode_file`` wrote; ``ValueError`` naming the problem when ``encoded`` is not that."""
+    try:
+        return gzip.decompress(base64.b64decode(encoded, validate=True))
+    except (binascii.Error, OSError, EOFError) as exc:
+        raise ValueError(f"not gzip + base64 ({exc})") from None
 
 
 @dataclass

@@ -154,10 +154,9 @@ def encode_benchmark(content: bytes) -> str:
 
     Raises ``LauncherError`` when it would not fit one environment string (about 120 KB encoded;
     AIME-sized files are a few KB)."""
-    import base64
-    import gzip
+    from fipo_engine.eval.report import encode_file
 
-    encoded = base64.b64encode(gzip.compress(content, mtime=0)).decode("ascii")
+    encoded = encode_file(content)
     if len(encoded) > MAX_BENCHMARK_ENV_CHARS:
         raise LauncherError(f"the benchmark is too large for a Ray eval job ({len(encoded) // 1000} KB compressed, "
                             f"the limit is {MAX_BENCHMARK_ENV_CHARS // 1000} KB): evaluate it with the local launcher "
