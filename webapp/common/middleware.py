@@ -48,16 +48,16 @@ class DatabaseBusyMiddleware:
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if cache_unavailable(exception):  # e.g. the login throttle, which must not go unthrottled
-            logger.warning("cache unavailable on %s %s: %s", request.method, request.path, exception)
-            wait = settings.FIPO_DB_BUSY_RETRY_AFTER_S
-            response = JsonResponse(error_body("unavailable", f"a backing service (the cache) is unavailable; "
-                                                              f"retry in {wait} s"), status=503)
-            response["Retry-After"] = str(wait)
-            return response
-        if not is_busy(exception):
-            return None
-        logger.warning("database busy on %s %s: %s", request.method, request.path, exception)
-        wait = settings.FIPO_DB_BUSY_RETRY_AFTER_S
-        response = JsonResponse(error_body("database_busy", f"the database is busy; retry in {wait} s"), status=503)
-        response["Retry-After"] = str(wait)
-        return response
+            return _retry_later(request, exception, "unavailable", "a backing service (the cache) is unavailable")
+        if is_busy(exception):
+            return _retry_later(request, exception, "database_busy", "the database is busy")
+        return None
+
+
+def _retry_later(request: HttpRequest, exception: Exception, code: str, what: str) -> HttpResponse:
+    """503 with ``Retry-After``: the request was refused for a passing reason, nothing was written."""
+    logger.warning("%s on %s %s: %s", what, request.method, request.path, exception)
+    wait = settings.FIPO_DB_BUSY_RETRY_AFTER_S
+    response = JsonResponse(error_body(code, f"{what}; retry in {wait} s"), status=503)
+    response["Retry-After"] = str(wait)
+    return response
