@@ -165,11 +165,6 @@ def iter_rows(path: str | Path) -> Iterator[Row]:
         yield from _iter_file(file)
 
 
-def read_rows(path: str | Path) -> list[Row]:
-    """All rows of ``iter_rows`` as a list."""
-    return list(iter_rows(path))
-
-
 def _columns(rows: list[Row]) -> dict[str, str]:
     """Lower-cased column name -> the name as written (first spelling seen)."""
     columns: dict[str, str] = {}

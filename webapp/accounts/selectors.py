@@ -7,7 +7,7 @@ from datetime import timedelta
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from webapp.accounts.models import ApiToken, Membership, Role, Team, User
+from webapp.accounts.models import ApiToken, Membership, Role, User
 from webapp.common.auth import token_hash
 
 # last_used_at is refreshed at most this often, so token auth is not a write per request.
@@ -47,7 +47,3 @@ def user_can_write(*, user: User, team_id: int) -> bool:
 def team_list(*, user: User) -> QuerySet[Membership]:
     """The user's memberships with their team, for ``GET /api/v1/teams/``."""
     return Membership.objects.filter(user=user).select_related("team").order_by("team__name")
-
-
-def team_get(*, user: User, team_id: int) -> Team | None:
-    return Team.objects.filter(pk=team_id, memberships__user=user).first()

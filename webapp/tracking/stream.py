@@ -36,7 +36,6 @@ from webapp.tracking.models import StreamItem
 
 logger = logging.getLogger(__name__)
 
-STREAM_TYPES = ("status", "metric", "sample", "checkpoint", "eval", "eval_job", "log")
 NOTIFY_TYPE = "stream.notify"  # handled by the consumers' ``stream_notify``
 NOTICE_MAX_ITEMS = 500  # larger appends send a bare notice: consumers read those rows in batches
 
