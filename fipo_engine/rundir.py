@@ -14,8 +14,9 @@ Pure standard library: the launcher (no torch) and the trainer import it.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
+
+from fipo_engine.fsutil import atomic_write_text
 
 OWNER_FILE = "owner.json"
 # Files that mean "a run already used this directory": a directory holding any of them and no
@@ -61,6 +62,4 @@ def claim_run_dir(run_dir: str | Path, run_uid: str | None, *, run_id: str | Non
         raise RunDirConflict(f"run directory {path} already holds another run's files ({', '.join(used)}) "
                              f"and no owner record; refusing to start run {run_uid} there (nothing was written)")
     path.mkdir(parents=True, exist_ok=True)
-    tmp = path / f".{OWNER_FILE}.tmp"
-    tmp.write_text(json.dumps({"run_uid": run_uid, "run_id": run_id}) + "\n")
-    os.replace(tmp, path / OWNER_FILE)
+    atomic_write_text(path / OWNER_FILE, json.dumps({"run_uid": run_uid, "run_id": run_id}) + "\n")

@@ -15,19 +15,18 @@ that as "stopped" if a cancel was requested, otherwise as a job that vanished).
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from fipo_engine.fsutil import atomic_write_text
+
 
 def write_exit_code(path: Path, code: int) -> None:
     """Write ``code`` atomically, so a reader sees either nothing or the whole number."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(f"{code}\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, f"{code}\n")
 
 
 def read_exit_code(path: Path) -> int | None:

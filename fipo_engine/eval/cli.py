@@ -16,6 +16,8 @@ import json
 import sys
 from pathlib import Path
 
+from fipo_engine.fsutil import atomic_write_text
+
 # The paper's evaluation sampling (docs/spec.md §9), used by --model unless overridden.
 PAPER_PROTOCOL = {"temperature": 1.0, "top_p": 0.7, "max_new_tokens": 20480}
 
@@ -105,9 +107,7 @@ class ProgressFile:
             emit("progress", data)
         if self.path is None:
             return
-        tmp = self.path.with_suffix(self.path.suffix + ".tmp")
-        tmp.write_text(json.dumps(data), encoding="utf-8")
-        tmp.replace(self.path)
+        atomic_write_text(self.path, json.dumps(data))
 
 
 def run(args: argparse.Namespace) -> int:

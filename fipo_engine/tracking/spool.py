@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from fipo_engine.fsutil import atomic_write_text
+
 SPOOL_NAME = "events.jsonl"
 ACK_NAME = "events.acked"
 
@@ -119,7 +121,5 @@ class Spool:
             return 0
 
     def write_ack(self, seq: int) -> None:
-        """Replace the ack file atomically (write a temp file, then rename over)."""
-        tmp = self.ack_path.with_suffix(".tmp")
-        tmp.write_text(f"{seq}\n")
-        os.replace(tmp, self.ack_path)
+        """Replace the ack file atomically: a crash mid-write never leaves a torn number."""
+        atomic_write_text(self.ack_path, f"{seq}\n")
