@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import fipo_engine.trainer.loop as loop
+import fipo_engine.trainer.phases as phases
 from fipo_engine.tracking import Spool
 from fipo_engine.trainer.loop import train
 from fipo_engine.trainer.stop import StopRequest
@@ -21,8 +21,8 @@ from tests.engine.test_trainer import TINY_RUN, _stable, _weights, tiny_config
 
 
 def _stop_on_call(monkeypatch: pytest.MonkeyPatch, name: str, call: int, stop: StopRequest) -> None:
-    """Request the stop inside the ``call``-th call of ``loop.<name>`` (a deterministic point of the run)."""
-    original = getattr(loop, name)
+    """Request the stop inside the ``call``-th call of ``phases.<name>`` (a deterministic point of the run)."""
+    original = getattr(phases, name)
     calls = []
 
     def wrapped(*args, **kwargs):
@@ -31,7 +31,7 @@ def _stop_on_call(monkeypatch: pytest.MonkeyPatch, name: str, call: int, stop: S
             stop.request("SIGTERM")
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(loop, name, wrapped)
+    monkeypatch.setattr(phases, name, wrapped)
 
 
 # score_responses call 3: step 3 has generated, nothing trained yet -> the step is abandoned, step 2 saved.
