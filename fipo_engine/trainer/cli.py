@@ -15,6 +15,8 @@ given, the server; a stop sends no final status (the control plane that asked fo
 when all three are set (keeps the token out of the process list). ``--run-uid`` (default
 ``$FIPO_RUN_UID``, set by the control plane) claims the run directory for that run: a directory
 another run owns is refused with exit code 2 before anything in it is opened (``fipo_engine.rundir``).
+Log lines go to stderr (under the control plane, the run's ``run.log``): ours from INFO up, the
+libraries' from WARNING up (``configure_logging``).
 """
 
 from __future__ import annotations
@@ -35,6 +37,26 @@ from typing import Any
 from fipo_engine.config import ConfigError, RunConfig, validate_config
 
 log = logging.getLogger("fipo.trainer")
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+#: Our loggers (``fipo.*`` and ``fipo_engine.*`` by module name): their INFO lines are what a user reads.
+OWN_LOGGERS = ("fipo", "fipo_engine")
+#: HTTP clients log every request at INFO; the tracker posts one per event batch, so these would
+#: bury our lines. Pinned to WARNING even where something else set the root logger to INFO.
+NOISY_LOGGERS = ("httpx", "httpcore", "urllib3", "requests", "hpack", "h2", "filelock")
+
+
+def configure_logging() -> None:
+    """Our INFO lines and every library's warnings to stderr, which is the run's ``run.log``.
+
+    The run page's Log card shows that file: at INFO for everyone it was almost all httpx
+    ``HTTP Request: POST .../events`` lines, one per event batch, burying the trainer's own.
+    """
+    logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT)
+    for name in OWN_LOGGERS:
+        logging.getLogger(name).setLevel(logging.INFO)
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -130,7 +152,7 @@ def _report_failure(tracker: Any, exc: BaseException, out: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging()
     try:
         cfg = _resolve_config(args)
         if args.dry_run:
