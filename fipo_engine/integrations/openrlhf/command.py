@@ -74,18 +74,38 @@ def warmup_ratio(warmup_steps: int, max_steps: int) -> float:
 
 
 def build(cfg: RunConfig, *, reward_file: str | None = None) -> OpenRLHFCommand:
-    """Translate a run config into OpenRLHF 0.11.2 flags (pure; no OpenRLHF import)."""
-    out = OpenRLHFCommand()
-    a, m, d, r, rw, t = cfg.algorithm, cfg.model, cfg.data, cfg.rollout, cfg.reward, cfg.trainer
-    ray = cfg.launcher.ray
-    loss = a.loss
+    """Translate a run config into OpenRLHF 0.11.2 flags (pure; no OpenRLHF import).
 
-    # ---- model and placement: hybrid engine (vLLM, actor share every GPU), as the recipe's colocation
+    One helper per part of the command, in the order the flags appear.
+    """
+    out = OpenRLHFCommand()
+    _placement(out, cfg)
+    _deepspeed(out, cfg)
+    _data(out, cfg)
+    _rollout_and_reward(out, cfg, reward_file)
+    _algorithm(out, cfg)
+    _optimisation(out, cfg)
+    _evaluation_and_checkpoints(out, cfg)
+    return out
+
+
+def _num_gpus(cfg: RunConfig) -> int:
+    return cfg.launcher.ray.num_nodes * cfg.launcher.ray.gpus_per_node
+
+
+def _max_len(cfg: RunConfig) -> int:
+    """Prompt plus response tokens: the longest sequence, per GPU and in the data."""
+    return cfg.data.max_prompt_length + cfg.rollout.max_new_tokens
+
+
+def _placement(out: OpenRLHFCommand, cfg: RunConfig) -> None:
+    """Model and placement: hybrid engine (vLLM and the actor share every GPU), as the recipe's colocation."""
+    m, r, ray = cfg.model, cfg.rollout, cfg.launcher.ray
     out.flag("actor.model_name_or_path", m.path or "MODEL_PATH")
     if m.source != "hf":
         out.notes.append(f"model.source={m.source}: OpenRLHF loads Hugging Face directories only; "
                          "the command uses model.path (set it to an exported HF directory).")
-    gpus = ray.num_nodes * ray.gpus_per_node
+    gpus = _num_gpus(cfg)
     tp = min(r.tensor_parallel_size, gpus)
     out.flag("actor.num_nodes", ray.num_nodes)
     out.flag("actor.num_gpus_per_node", ray.gpus_per_node)
@@ -94,7 +114,11 @@ def build(cfg: RunConfig, *, reward_file: str | None = None) -> OpenRLHFCommand:
     out.flag("vllm.gpu_memory_utilization", r.gpu_memory_utilization)
     out.flag("vllm.enable_sleep")
     out.flag("train.colocate_all")
-    # ---- DeepSpeed (the recipe: FSDP with param + optimizer offload, gradient checkpointing, dynamic batch)
+
+
+def _deepspeed(out: OpenRLHFCommand, cfg: RunConfig) -> None:
+    """DeepSpeed as the recipe: FSDP with param + optimizer offload, gradient checkpointing, dynamic batch."""
+    m, t = cfg.model, cfg.trainer
     out.flag("ds.zero_stage", 3)
     out.flag("ds.param_dtype", "fp16" if m.dtype == "float16" else "bf16")
     out.flag("ds.enable_sleep")
@@ -102,14 +126,17 @@ def build(cfg: RunConfig, *, reward_file: str | None = None) -> OpenRLHFCommand:
     out.flag("ds.packing_samples")
     if m.gradient_checkpointing:
         out.flag("actor.gradient_checkpointing_enable")
-    max_len = d.max_prompt_length + r.max_new_tokens
     out.flag("train.dynamic_batch_enable")
-    out.flag("train.max_tokens_per_gpu", max_len)
+    out.flag("train.max_tokens_per_gpu", _max_len(cfg))
     # OpenRLHF asserts n x rollout.batch_size / rollout.micro_batch_size >= actor GPUs
-    out.flag("rollout.micro_batch_size", max(1, min(t.micro_batch_size, r.n * t.train_batch_size // gpus)))
+    out.flag("rollout.micro_batch_size",
+             max(1, min(t.micro_batch_size, cfg.rollout.n * t.train_batch_size // _num_gpus(cfg))))
     out.flag("train.micro_batch_size", t.micro_batch_size)
 
-    # ---- data
+
+def _data(out: OpenRLHFCommand, cfg: RunConfig) -> None:
+    """The prompt file (a non-file source must be exported first) and how many prompts the run reads."""
+    d, t = cfg.data, cfg.trainer
     if d.source == "file":
         out.flag("data.prompt_dataset", d.path)
     else:
@@ -119,11 +146,14 @@ def build(cfg: RunConfig, *, reward_file: str | None = None) -> OpenRLHFCommand:
     out.flag("data.input_key", "prompt")
     out.flag("data.label_key", "reward_model")
     out.flag("data.apply_chat_template")
-    out.flag("data.max_len", max_len)
+    out.flag("data.max_len", _max_len(cfg))
     out.flag("data.max_samples", t.total_steps * t.train_batch_size)
     out.flag("train.num_episodes", 1)
 
-    # ---- rollout
+
+def _rollout_and_reward(out: OpenRLHFCommand, cfg: RunConfig, reward_file: str | None) -> None:
+    """Sampling, then the reward: our graders through a reward-function file, DAPO's overlong penalty natively."""
+    r, rw, t = cfg.rollout, cfg.reward, cfg.trainer
     out.flag("rollout.n_samples_per_prompt", r.n)
     out.flag("rollout.batch_size", t.train_batch_size)
     out.flag("rollout.max_new_tokens", r.max_new_tokens)
@@ -131,8 +161,6 @@ def build(cfg: RunConfig, *, reward_file: str | None = None) -> OpenRLHFCommand:
     out.flag("rollout.top_p", r.top_p)
     if r.top_k != -1:
         out.notes.append(f"rollout.top_k={r.top_k}: OpenRLHF has no top-k flag; vLLM samples without it.")
-
-    # ---- reward: our graders through a reward-function file; DAPO overlong penalty natively
     out.flag("reward.remote_url", reward_file or REWARD_FILE_EXPR)
     if rw.overlong_buffer.enable:
         out.flag("reward.overlong_buffer_len", rw.overlong_buffer.length)
@@ -142,7 +170,13 @@ def build(cfg: RunConfig, *, reward_file: str | None = None) -> OpenRLHFCommand:
         out.flag("algo.dynamic_filtering_enable")
         out.flag("algo.dynamic_filtering_range", 0.0, 1.0)
 
-    # ---- advantage, KL, entropy
+
+def _algorithm(out: OpenRLHFCommand, cfg: RunConfig) -> None:
+    """Advantage, KL, entropy, then the policy loss: clip-higher, dual clip, aggregation.
+
+    FIPO's influence weights have no flag: they come from the loss the setup hook swaps in.
+    """
+    a, loss = cfg.algorithm, cfg.algorithm.loss
     if a.advantage_estimator not in ESTIMATORS:
         raise ValueError(f"advantage_estimator {a.advantage_estimator!r} has no OpenRLHF counterpart")
     out.flag("algo.advantage.estimator", ESTIMATORS[a.advantage_estimator])
@@ -154,8 +188,6 @@ def build(cfg: RunConfig, *, reward_file: str | None = None) -> OpenRLHFCommand:
         # 0.11.2 computes a full-vocabulary entropy kept through backward for ANY value, 0 included
         # (152k vocab x 22.5k tokens ~ 13.7 GB fp32): omitted, the flag stays None and nothing is computed.
         out.flag("actor.entropy_coef", a.entropy_coeff)
-
-    # ---- policy loss: clip-higher, dual clip, aggregation (FIPO's weights come from the swapped loss)
     out.flag("actor.eps_clip_low_high", loss.clip_ratio_low, loss.clip_ratio_high)
     out.flag("actor.dual_clip", loss.clip_ratio_c)
     out.flag("actor.loss_agg_mode", AGG_MODES.get(loss.loss_agg_mode, "token-mean"))
@@ -163,8 +195,11 @@ def build(cfg: RunConfig, *, reward_file: str | None = None) -> OpenRLHFCommand:
         out.notes.append(f"loss_agg_mode={loss.loss_agg_mode}: not an OpenRLHF mode; the FIPO loss aggregates "
                          "it itself within each micro-batch.")
 
-    # ---- optimisation: one mini-batch of prompts x n samples per optimizer step
-    out.flag("train.batch_size", t.ppo_mini_batch_size * r.n)
+
+def _optimisation(out: OpenRLHFCommand, cfg: RunConfig) -> None:
+    """One mini-batch of prompts x n samples per optimizer step; AdamW with our warm-up, exactly."""
+    t = cfg.trainer
+    out.flag("train.batch_size", t.ppo_mini_batch_size * cfg.rollout.n)
     out.flag("train.max_epochs", t.ppo_epochs)
     out.flag("actor.adam.lr", t.lr)
     out.flag("actor.adam.betas", *t.betas)
@@ -174,7 +209,10 @@ def build(cfg: RunConfig, *, reward_file: str | None = None) -> OpenRLHFCommand:
     out.flag("actor.lr_warmup_ratio", warmup_ratio(t.warmup_steps, optimizer_steps(cfg)))
     out.flag("train.seed", t.seed)
 
-    # ---- evaluation, checkpoints, logging
+
+def _evaluation_and_checkpoints(out: OpenRLHFCommand, cfg: RunConfig) -> None:
+    """Evaluation (only on an eval file), checkpoints under the run directory (a relaunch resumes), logging."""
+    d, t = cfg.data, cfg.trainer
     if d.eval_path and t.eval_every > 0:
         out.flag("eval.dataset", d.eval_path)
         out.flag("eval.steps", t.eval_every)
@@ -182,14 +220,13 @@ def build(cfg: RunConfig, *, reward_file: str | None = None) -> OpenRLHFCommand:
         out.flag("eval.n_samples_per_prompt", t.eval_k)
         if t.eval_top_p != 1.0:
             out.notes.append(f"trainer.eval_top_p={t.eval_top_p}: OpenRLHF evaluates with the rollout top_p "
-                             f"({r.top_p}); run `fipo eval` on a checkpoint for the paper's top_p.")
+                             f"({cfg.rollout.top_p}); run `fipo eval` on a checkpoint for the paper's top_p.")
     out.flag("ckpt.save_steps", t.save_every if t.save_every > 0 else -1)
     out.flag("ckpt.max_num", t.keep_checkpoints)
     out.flag("ckpt.path", f"{RUN_DIR_EXPR}/checkpoints")
     out.flag("ckpt.output_dir", f"{RUN_DIR_EXPR}/final")
     out.flag("ckpt.load_enable")
     out.flag("logger.logging_steps", 1)
-    return out
 
 
 def openrlhf_argv(cfg: RunConfig, *, reward_file: str | None = None) -> list[str]:
