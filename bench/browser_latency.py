@@ -3,8 +3,10 @@
 A run receives metric events one at a time through the ingest endpoint (as a trainer would);
 N run pages are open. For each event, the latency is the time from just before the POST until
 the page has drawn the new point: painted on the chart's live overlay, or, for a point the view
-could not show yet, merged into the Plotly traces (the chart records the wall-clock time and the
-path in window.__fipoDrawLog; browser and bench share the clock).
+could not show yet, merged into the Plotly traces. The pages are opened with ``?probe=1``, the
+dashboard's one timing hook (frontend/static/dashboard/js/probe.js): the chart then records the
+wall-clock time and the path in ``window.__fipoProbe.draws``, and the websocket each message's
+arrival in ``window.__fipoProbe.arrivals``; browser and bench share the clock.
 
 Twenty viewers are measured two ways:
 - "browsers": each page in its own Chromium, as twenty people each watching the run in their own
@@ -73,7 +75,6 @@ def cpu_seconds() -> dict[str, float]:
 def viewer_context(server: DashboardServer, browser: Any) -> Any:
     ctx = browser.new_context(viewport={"width": 1200, "height": 800}, base_url=server.base_url)
     ctx.add_cookies(server.login_cookie("alice"))
-    ctx.add_init_script("window.__fipoDrawLog = []; window.__fipoRecvLog = [];")
     return ctx
 
 
@@ -109,7 +110,7 @@ def measure(server: DashboardServer, pw: Any, *, n_pages: int, n_events: int, in
     for i in range(n_pages):
         pg = contexts[i % len(contexts)].new_page()
         pg.set_default_timeout(120_000)
-        pg.goto(f"/runs/{run['id']}/")
+        pg.goto(f"/runs/{run['id']}/?probe=1")   # the timing hook: window.__fipoProbe
         pages.append(pg)
     for pg in pages:
         pg.wait_for_function("() => document.body.dataset.chartsReady")
@@ -125,11 +126,12 @@ def measure(server: DashboardServer, pw: Any, *, n_pages: int, n_events: int, in
     latencies, missing, arrivals, merged = [], 0, [], 0
     for pg in pages:
         with contextlib.suppress(Exception):
-            pg.wait_for_function(f"() => window.__fipoDrawLog.some(e => e[0] === '{KEY}' && e[1] >= {last})", timeout=15_000)
+            pg.wait_for_function(f"() => window.__fipoProbe.draws.some(e => e[0] === '{KEY}' && e[1] >= {last})",
+                                 timeout=15_000)
     cpu1 = cpu_seconds()
     for pg in pages:
-        log = pg.evaluate("() => window.__fipoDrawLog")
-        recv = sorted(pg.evaluate("() => window.__fipoRecvLog"))
+        log = pg.evaluate("() => window.__fipoProbe.draws")
+        recv = sorted(pg.evaluate("() => window.__fipoProbe.arrivals"))
         # arrival of each event's websocket message: the i-th message after the bench started posting
         start = min(sent.values())
         after_start = [t for t in recv if t >= start - 1]

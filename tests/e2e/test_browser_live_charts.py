@@ -31,22 +31,25 @@ def reward_events(first: int, last: int, value: Any = wave) -> list[dict[str, An
 
 
 def chart_state(page: Any) -> dict[str, Any]:
+    """Read through the page's Plotly adapter (`window.pi`, see `open_running_run`), as charts.js does."""
     return page.evaluate(f"""() => {{
-      const el = document.querySelector("{CHART}"), c = el.fipoChart, fl = el._fullLayout;
-      return {{ overlay: c.specs[0].overlay.x.slice(), plotly: el.data[2].x.slice(), xRange: fl.xaxis.range.slice(),
-                yRange: fl.yaxis.range.slice(), size: {{ w: fl._size.w, h: fl._size.h }} }};
+      const el = document.querySelector("{CHART}"), c = el.fipoChart, area = pi.plotArea(el);
+      return {{ overlay: c.specs[0].overlay.x.slice(), plotly: el.data[2].x.slice(), xRange: pi.axis(el, "x").range,
+                yRange: pi.axis(el, "y").range, size: {{ w: area.w, h: area.h }} }};
     }}""")
 
 
-def open_running_run(page: Any, server: DashboardServer, name: str, steps: int) -> tuple[dict[str, Any], str]:
+def open_running_run(page: Any, server: DashboardServer, name: str, steps: int,
+                     query: str = "") -> tuple[dict[str, Any], str]:
     """A running run with `steps` reward points, its page open and live, the reward chart in view."""
     run = server.create_run(name)
     token = server.start_runs(run["id"])[run["id"]]
     server.post_events(run["id"], token, [{"type": "status", "state": "running", "message": "go"},
                                           *reward_events(1, steps)])
-    page.goto(f"/runs/{run['id']}/")
+    page.goto(f"/runs/{run['id']}/{query}")
     page.wait_for_function("() => document.body.dataset.chartsReady")
     page.wait_for_selector("#conn[data-state='live']")
+    page.evaluate("async () => { window.pi = await import('/static/dashboard/js/plotly_internals.js'); }")
     page.locator(CHART).scroll_into_view_if_needed()
     return run, token
 
@@ -97,7 +100,7 @@ def test_live_points_paint_where_plotly_draws_them_then_merge(page: Any, dashboa
 
     # the first live point near the end of the step axis widens it (a merge), the point shows meanwhile
     dashboard_server.post_events(run["id"], token, reward_events(81, 81))
-    page.wait_for_function(f"() => document.querySelector(\"{CHART}\")._fullLayout.xaxis.range[1] > 100")
+    page.wait_for_function(f"() => pi.axis(document.querySelector(\"{CHART}\"), 'x').range[1] > 100")
     grown = chart_state(page)
     assert grown["xRange"][1] == pytest.approx(81 + 0.3 * 80, abs=1)
     assert grown["plotly"][-1] == 81 and grown["overlay"] == []
@@ -135,8 +138,19 @@ def test_a_value_leaving_the_range_grows_the_value_axis(page: Any, dashboard_ser
     page.wait_for_function(f"() => document.querySelector(\"{CHART}\").data[2].x.includes(41)")
     state = chart_state(page)
     assert state["yRange"][1] > 3.0                                  # the jump is inside the view
-    log = page.evaluate("() => window.__fipoDrawLog || null")
-    assert log is None                                               # the bench probe is off by default
+    assert page.evaluate("() => window.__fipoProbe === undefined")   # the bench probe is off by default
+
+
+def test_the_probe_records_arrivals_and_draws_when_asked(page: Any, dashboard_server: DashboardServer) -> None:
+    """bench/browser_latency.py opens run pages with ?probe=1 and reads `window.__fipoProbe`."""
+    run, token = open_running_run(page, dashboard_server, "probe", steps=40, query="?probe=1")
+    dashboard_server.post_events(run["id"], token, reward_events(41, 41))
+    page.wait_for_function("() => window.__fipoProbe.draws.some((d) => d[0] === 'reward/mean' && d[1] === 41)")
+    probe = page.evaluate("() => window.__fipoProbe")
+    assert probe["arrivals"] and all(isinstance(t, int | float) for t in probe["arrivals"])
+    key, step, t, via = next(d for d in probe["draws"] if d[0] == "reward/mean")
+    assert (key, step) == ("reward/mean", 41) and via in ("overlay", "merge")
+    assert any(a <= t for a in probe["arrivals"])                    # drawn after its message arrived
 
 
 def test_an_idle_run_page_runs_no_animation(page: Any, dashboard_server: DashboardServer) -> None:

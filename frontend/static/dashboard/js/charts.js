@@ -7,6 +7,8 @@
 // (uirevision), and re-fetches at full detail for the zoomed step range on plotly_relayout.
 
 import { api } from "./api.js";
+import { axis, plotArea, traceShown } from "./plotly_internals.js";
+import { probe, probeDraws } from "./probe.js";
 
 /** Okabe–Ito: a qualitative palette readable with the common colour-vision deficiencies. */
 export const COLOURS = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#999933"];
@@ -341,17 +343,16 @@ export class SeriesChart {
   flush() {
     this.flushScheduled = false;
     if (!this.ready || !this.pending.size) return;
-    const fl = this.el._fullLayout;
     const xs = [], ys = [];
     for (const [i, p] of this.pending) {
       const o = this.specs[i].overlay;
       o.x.push(...p.x); o.y.push(...p.y);
       xs.push(...p.x); ys.push(...p.y);
     }
-    const arrived = [...this.pending].map(([i, p]) => [this.specs[i], p.x[p.x.length - 1]]);
+    const arrived = probe ? [...this.pending].map(([i, p]) => [this.specs[i], p.x[p.x.length - 1]]) : [];
     this.pending.clear();
-    const xa = fl && fl.xaxis, ya = fl && fl.yaxis;
-    const head = xa && ya ? headroomFor(xa.range, ya.range, xs, ys, { xAuto: xa.autorange === true, yAuto: ya.autorange === true }) : null;
+    const xa = axis(this.el, "x"), ya = axis(this.el, "y");
+    const head = xa && ya ? headroomFor(xa.range, ya.range, xs, ys, { xAuto: xa.autorange, yAuto: ya.autorange }) : null;
     const painted = this.paintOverlay();
     this.countPoints();
     if (head) { this.head = widerHead(this.head, head); requestMerge(this, { urgent: head.hidden }); }
@@ -360,7 +361,7 @@ export class SeriesChart {
     // (no layout yet) every point waits for a merge, paced like any other.
     if (!painted) requestMerge(this);
     if (!painted || (head && head.hidden)) return;
-    logDraws(arrived, "overlay");
+    probeDraws(arrived, "overlay");
     if (this.specs.some((s) => s.overlay.x.length >= OVERLAY_MAX)) requestMerge(this);
     else if (this.mergeTimer === null) this.mergeTimer = setTimeout(() => { this.mergeTimer = null; requestMerge(this); }, OVERLAY_MERGE_MS);
   }
@@ -386,7 +387,7 @@ export class SeriesChart {
     Plotly.extendTraces(this.el, { x, y }, idx);
     this.paintOverlay();
     this.countPoints();
-    logDraws(arrived, "merge");
+    probeDraws(arrived, "merge");
     // after many live points, re-bucket on the server so the browser keeps drawing ~maxPoints
     if (!this.range && this.specs.some((s) => s.n > 4 * this.maxPoints)) this.load();
   }
@@ -401,11 +402,11 @@ export class SeriesChart {
    * axis that is not linear): the caller merges instead.
    */
   paintOverlay() {
-    const fl = this.el._fullLayout;
+    const area = plotArea(this.el);
     const host = this.el.querySelector(".svg-container");
-    if (!fl || !fl._size || !host) return false;
-    const { l, t, w, h } = fl._size;
-    const px = axisMap(fl.xaxis, w, false), py = axisMap(fl.yaxis, h, true);
+    if (!area || !host) return false;
+    const { l, t, w, h } = area;
+    const px = axisMap(axis(this.el, "x"), w, false), py = axisMap(axis(this.el, "y"), h, true);
     if (!px || !py) return false;
     if (!this.overlaid()) { this.clearOverlay(); return true; }
     let cv = this.canvas;
@@ -422,12 +423,11 @@ export class SeriesChart {
     const ctx = cv.getContext("2d");
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     ctx.clearRect(0, 0, w, h);
-    const data = this.el.data || [], full = this.el._fullData || [];
+    const data = this.el.data || [];
     this.specs.forEach((s, i) => {
       const o = s.overlay;
       const line = data[TRACES_PER_SPEC * i + 2];
-      const shown = full[TRACES_PER_SPEC * i + 2];
-      if (!o.x.length || !line || (shown && shown.visible !== true)) return;
+      if (!o.x.length || !line || !traceShown(this.el, TRACES_PER_SPEC * i + 2)) return;
       ctx.strokeStyle = s.colour;
       ctx.fillStyle = s.colour;
       ctx.lineWidth = 1.8;
@@ -453,16 +453,5 @@ export class SeriesChart {
       }
     });
     return true;
-  }
-}
-
-/** Bench probe (bench/browser_latency.py): when each series' newest point became visible. */
-function logDraws(arrived, via) {
-  if (!window.__fipoDrawLog) return;
-  const t = Date.now();
-  for (const [s, step] of arrived) {
-    if (step <= (s.shownStep ?? -Infinity)) continue;   // painted on the overlay already
-    s.shownStep = step;
-    window.__fipoDrawLog.push([s.key, step, t, via]);
   }
 }

@@ -3,6 +3,8 @@
 // and reconnects with ?after=<pos>, so a page left open through a server restart catches up
 // on what it missed without a reload; items at or below that pos are dropped (exactly once).
 
+import { probeArrival } from "./probe.js";
+
 const indicator = () => document.getElementById("conn");
 
 function showConnection(state, text) {
@@ -75,7 +77,7 @@ export class LiveStream {
   }
 
   handle(raw) {
-    if (window.__fipoRecvLog) window.__fipoRecvLog.push(Date.now());   // bench probe: arrival times
+    probeArrival();
     let msg;
     try { msg = JSON.parse(raw); } catch { return; }
     const items = Array.isArray(msg) ? msg : [msg];
