@@ -258,6 +258,10 @@ FIPO_CHART_MAX_POINTS = _env_int("FIPO_CHART_MAX_POINTS", 2000)
 # requests one run may make per second (429 with Retry-After above: the tracking client backs off).
 FIPO_INGEST_MAX_POINTS = _env_int("FIPO_INGEST_MAX_POINTS", 100_000)
 FIPO_INGEST_MAX_REQUESTS_PER_S = _env_int("FIPO_INGEST_MAX_REQUESTS_PER_S", 50)
+# Eval jobs (docs/evaluation.md): the longest a job may run before it is stopped and failed, and the
+# largest benchmark file a team may upload.
+FIPO_EVAL_TIMEOUT_S = _env_int("FIPO_EVAL_TIMEOUT_S", 6 * 3600)
+FIPO_BENCHMARK_MAX_BYTES = _env_int("FIPO_BENCHMARK_MAX_BYTES", 64 * 1024 * 1024)
 
 
 # ------------------------------------------------------------------- multi-team security
@@ -371,8 +375,8 @@ WHITENOISE_AUTOREFRESH = DEBUG
 REST_FRAMEWORK = {
     # Token first: its WWW-Authenticate header turns "no credentials" into 401 rather than 403.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "webapp.common.auth.ApiTokenAuthentication",
-        "webapp.common.auth.SessionAuthentication",
+        "webapp.accounts.auth.ApiTokenAuthentication",
+        "webapp.accounts.auth.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],

@@ -1,9 +1,13 @@
-"""Authentication classes of the API.
+"""Credentials shared by the authentication classes of the apps: the stored form of a secret token
+and the parsing of the ``Authorization`` header.
 
-* ``ApiTokenAuthentication``: ``Authorization: Token <personal api key>`` (scripts, CLI).
-* ``SessionAuthentication``: the browser's session, with DRF's CSRF check on unsafe methods.
-* ``RunTokenAuthentication``: ``Authorization: Bearer <run token>``, the ingest endpoint only. It
-  authenticates a *run*, not a user: ``request.user`` is anonymous and ``request.auth`` is the run.
+This module is a leaf (it imports no app): the classes that turn a credential into a user or a run
+live in the app that owns what they look up, and import from here, never the other way round:
+
+* ``webapp.accounts.auth``: ``ApiTokenAuthentication`` (``Authorization: Token <personal api key>``:
+  scripts, the CLI) and ``SessionAuthentication`` (the browser's session, with DRF's CSRF check);
+* ``webapp.runs.auth``: ``RunTokenAuthentication`` (``Authorization: Bearer <run token>``, the ingest
+  endpoint only), which authenticates a *run*, not a user.
 
 Keys and run tokens are stored as SHA-256 hashes; the plain value is shown once and never logged.
 """
@@ -13,7 +17,6 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from django.contrib.auth.models import AnonymousUser
 from rest_framework import authentication, exceptions
 
 
@@ -33,43 +36,3 @@ def header_credentials(request: Any, keyword: str) -> str | None:
         return header[1].decode("ascii")
     except UnicodeDecodeError:
         raise exceptions.AuthenticationFailed("invalid token characters") from None
-
-
-class ApiTokenAuthentication(authentication.BaseAuthentication):
-    keyword = "Token"
-
-    def authenticate(self, request: Any) -> tuple[Any, Any] | None:
-        raw = header_credentials(request, self.keyword)
-        if raw is None:
-            return None
-        from webapp.accounts.selectors import api_token_user
-
-        user = api_token_user(key=raw)
-        if user is None:
-            raise exceptions.AuthenticationFailed("invalid or revoked API token")
-        return user, None
-
-    def authenticate_header(self, request: Any) -> str:
-        return self.keyword
-
-
-class SessionAuthentication(authentication.SessionAuthentication):
-    """DRF's session authentication (CSRF enforced on unsafe methods); named here to keep one list."""
-
-
-class RunTokenAuthentication(authentication.BaseAuthentication):
-    keyword = "Bearer"
-
-    def authenticate(self, request: Any) -> tuple[Any, Any] | None:
-        raw = header_credentials(request, self.keyword)
-        if raw is None:
-            return None
-        from webapp.runs.selectors import run_for_token
-
-        run = run_for_token(token=raw)
-        if run is None:
-            raise exceptions.AuthenticationFailed("invalid run token")
-        return AnonymousUser(), run
-
-    def authenticate_header(self, request: Any) -> str:
-        return self.keyword

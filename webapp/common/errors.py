@@ -12,8 +12,10 @@ import logging
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import RequestDataTooBig
+from django.db import InterfaceError, OperationalError
 from django.http import Http404
 from rest_framework import exceptions as drf
 from rest_framework.response import Response
@@ -84,15 +86,23 @@ class DatabaseBusy(ServiceUnavailable):
         self.retry_after = retry_after
 
 
+# What "the database is busy, try again" looks like: SQLite's write lock, PostgreSQL's lock and
+# statement timeouts, and a connection pool with no free connection.
+_BUSY = ("database is locked", "database table is locked", "lock timeout", "statement timeout",
+         "couldn't get a connection", "pool timeout")
+
+
+def is_busy(exc: BaseException) -> bool:
+    """Whether ``exc`` means the database was too busy, not that the request was wrong (the API's
+    ``database_unavailable`` and the middleware's 503 for non-API views both ask this)."""
+    text = str(exc).lower()
+    return isinstance(exc, OperationalError) and any(part in text for part in _BUSY)
+
+
 def database_unavailable(exc: BaseException) -> ServiceUnavailable | None:
     """The 503 for a connection-level database error (``OperationalError``/``InterfaceError``:
     server down, connection lost, pool exhausted; ``database_busy`` when it was a lock), None for
     anything else."""
-    from django.conf import settings
-    from django.db import InterfaceError, OperationalError
-
-    from webapp.common.middleware import is_busy
-
     if is_busy(exc):
         wait = settings.FIPO_DB_BUSY_RETRY_AFTER_S
         return DatabaseBusy(f"the database is busy; retry in {wait} s", retry_after=wait)

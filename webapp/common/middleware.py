@@ -6,17 +6,11 @@ import logging
 from collections.abc import Callable
 
 from django.conf import settings
-from django.db import OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from webapp.common.errors import error_body
+from webapp.common.errors import error_body, is_busy
 
 logger = logging.getLogger(__name__)
-
-# What "the database is busy, try again" looks like: SQLite's write lock, PostgreSQL's lock and
-# statement timeouts, and a connection pool with no free connection.
-_BUSY = ("database is locked", "database table is locked", "lock timeout", "statement timeout",
-         "couldn't get a connection", "pool timeout")
 
 
 def cache_unavailable(exc: BaseException) -> bool:
@@ -27,12 +21,6 @@ def cache_unavailable(exc: BaseException) -> bool:
     except ImportError:  # the embedded mode's local-memory cache never raises these
         return False
     return isinstance(exc, RedisConnectionError | RedisTimeoutError)
-
-
-def is_busy(exc: BaseException) -> bool:
-    """Whether ``exc`` means the database was too busy, not that the request was wrong."""
-    text = str(exc).lower()
-    return isinstance(exc, OperationalError) and any(part in text for part in _BUSY)
 
 
 class DatabaseBusyMiddleware:

@@ -12,7 +12,7 @@ from rest_framework.response import Response
 
 
 class ApiTokenScheme(OpenApiAuthenticationExtension):
-    target_class = "webapp.common.auth.ApiTokenAuthentication"
+    target_class = "webapp.accounts.auth.ApiTokenAuthentication"
     name = "apiToken"
 
     def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
@@ -21,7 +21,7 @@ class ApiTokenScheme(OpenApiAuthenticationExtension):
 
 
 class SessionScheme(OpenApiAuthenticationExtension):
-    target_class = "webapp.common.auth.SessionAuthentication"
+    target_class = "webapp.accounts.auth.SessionAuthentication"
     name = "session"
 
     def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
@@ -29,7 +29,7 @@ class SessionScheme(OpenApiAuthenticationExtension):
 
 
 class RunTokenScheme(OpenApiAuthenticationExtension):
-    target_class = "webapp.common.auth.RunTokenAuthentication"
+    target_class = "webapp.runs.auth.RunTokenAuthentication"
     name = "runToken"
 
     def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:

@@ -36,7 +36,7 @@ NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 # Names the leaderboard routes use for themselves (``/leaderboards/compare/`` ...).
 RESERVED_NAMES = frozenset({"compare", "evaluate", "entries"})
 UPLOAD_SUFFIXES = (".jsonl", ".json", ".parquet")
-MAX_UPLOAD_BYTES = getattr(settings, "FIPO_BENCHMARK_MAX_BYTES", 64 * 1024 * 1024)
+MAX_UPLOAD_BYTES = settings.FIPO_BENCHMARK_MAX_BYTES
 
 
 def _bad(path: str, message: str) -> ValidationFailed:

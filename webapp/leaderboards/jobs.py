@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,11 +33,19 @@ from django.db import transaction
 from django.utils import timezone
 
 from webapp.accounts.models import User
+from webapp.accounts.selectors import user_team_ids
 from webapp.common.errors import Conflict, NotFound, ValidationFailed
 from webapp.leaderboards.benchmarks import benchmark_file, benchmark_resolve
+from webapp.leaderboards.enqueue import run_eval_job_on_commit
 from webapp.leaderboards.models import Benchmark, EvalJob, EvalJobStatus
 from webapp.leaderboards.services import entry_record_eval
 from webapp.runs.models import Checkpoint, Run
+from webapp.runs.selectors import access_run_write, run_get
+from webapp.runs.services import ray_target, run_lock, run_paths
+from webapp.tracking.stream import stream_append
+from worker.launchers import LaunchSpec
+from worker.launchers.local import LocalLauncher
+from worker.launchers.ray import RayLauncher, eval_submission
 
 logger = logging.getLogger(__name__)
 
@@ -101,8 +110,6 @@ def checkpoint_allowed(run: Run, uri: str) -> bool:
     path = checkpoint_path(uri)
     if run.launcher == "ray":
         return path.is_absolute() and ".." not in path.parts and "checkpoints" in path.parts[:-1]
-    from webapp.runs.services import run_paths
-
     real, own = os.path.realpath(path), os.path.realpath(run_paths(run)[0])
     return real.startswith(own + os.sep)
 
@@ -131,9 +138,6 @@ def run_defaults(run: Run) -> dict[str, Any]:
 
 def eval_job_queue(*, user: User, body: Mapping[str, Any]) -> EvalJob:
     """Check access and inputs, create the job row, queue ``run_eval_job`` after the commit."""
-    from webapp.leaderboards.tasks import run_eval_job
-    from webapp.runs.selectors import access_run_write, run_get
-
     run_id = body.get("run")
     if isinstance(run_id, bool) or not isinstance(run_id, int):
         raise ValidationFailed("run must be a run id", fields=[{"path": "run", "message": "required"}])
@@ -148,13 +152,11 @@ def eval_job_queue(*, user: User, body: Mapping[str, Any]) -> EvalJob:
     total = min(opts.get("limit", bench.n_problems), bench.n_problems)
     job = EvalJob.objects.create(run=run, benchmark=bench, step=checkpoint.step, checkpoint_uri=checkpoint.uri,
                                  options=opts, total=total, created_by=user)
-    transaction.on_commit(lambda: run_eval_job.delay(job.pk))
+    run_eval_job_on_commit(job.pk)
     return job
 
 
 def eval_job_get(*, user: User, job_id: int) -> EvalJob:
-    from webapp.accounts.selectors import user_team_ids
-
     job = (EvalJob.objects.filter(pk=job_id, run__team_id__in=user_team_ids(user=user))
            .select_related("benchmark", "run").first())
     if job is None:
@@ -164,16 +166,12 @@ def eval_job_get(*, user: User, job_id: int) -> EvalJob:
 
 def eval_job_list(*, user: User, run_id: int) -> tuple[Run, list[EvalJob]]:
     """A run the user may see and its latest 50 eval jobs, newest first."""
-    from webapp.runs.selectors import run_get
-
     run = run_get(user=user, run_id=run_id)
     return run, list(EvalJob.objects.filter(run=run).select_related("benchmark").order_by("-id")[:50])
 
 
 def eval_job_cancel(*, user: User, job_id: int) -> EvalJob:
     """Ask the job to stop; a queued job is cancelled at once, a running one by its task."""
-    from webapp.runs.selectors import access_run_write
-
     job = eval_job_get(user=user, job_id=job_id)
     access_run_write(user=user, run=job.run)
     with transaction.atomic():
@@ -231,11 +229,6 @@ def _start(job: EvalJob, workdir: Path) -> tuple[Any, str, float]:
     A ``ray`` run's job goes to the same Ray head as the run, with the stored benchmark in its
     environment; every other run's job is a local process with the benchmark written to its
     directory. Raises ``LauncherError`` (or ``OSError``) with the reason."""
-    import sys
-
-    from worker.launchers.base import LaunchSpec
-    from worker.launchers.local import LocalLauncher
-
     bench: Benchmark = job.benchmark
     # a stored benchmark as the file fipo eval reads, graded by its own grader; a built-in goes by name
     path, layout = benchmark_file(bench, workdir) if bench.team_id is not None else (None, None)
@@ -243,9 +236,6 @@ def _start(job: EvalJob, workdir: Path) -> tuple[Any, str, float]:
     model = checkpoint_path(job.checkpoint_uri)
     opts = {**run_defaults(job.run), **job.options}
     if job.run.launcher == "ray":
-        from webapp.runs.services import ray_target
-        from worker.launchers.ray import RayLauncher, eval_submission
-
         address, env = ray_target(job.run)
         args = eval_args(model=model, benchmark=bench.name, layout=layout, grader=grader, step=job.step, options=opts)
         body = eval_submission(key=f"{job.pk}-{os.urandom(4).hex()}", eval_args=args,
@@ -266,6 +256,8 @@ def eval_job_run(job_id: int) -> int | None:
     """The ``run_eval_job`` task: launch ``fipo eval``, follow its report lines, record the entry.
 
     Returns the entry id, or None when the job failed, was cancelled or is gone."""
+    # Lazy: the package fipo_engine.eval imports its runner, i.e. torch, which only this task needs
+    # (the web process imports this module for the API and must stay free of it).
     from fipo_engine.eval.report import ReportReader
 
     job = EvalJob.objects.select_related("benchmark", "run").filter(pk=job_id).first()
@@ -310,7 +302,7 @@ def eval_job_run(job_id: int) -> int | None:
             if offset - start < LOG_READ_BYTES - 3:  # short of full (a split UTF-8 character is held back)
                 return
 
-    timeout = float(getattr(settings, "FIPO_EVAL_TIMEOUT_S", 6 * 3600))
+    timeout = float(settings.FIPO_EVAL_TIMEOUT_S)
     deadline = time.monotonic() + timeout
     while True:
         state = launcher.poll(handle)
@@ -367,9 +359,6 @@ def merge_responses(problems: list[dict[str, Any]], responses: Mapping[str, dict
 
 def _append_stream(run_id: int, type_: str, data: dict[str, Any]) -> None:
     """One item in the run's stream, under the run's row lock, with the websocket notice after commit."""
-    from webapp.runs.services import run_lock
-    from webapp.tracking.stream import stream_append
-
     with transaction.atomic():
         run = run_lock(run_id)
         stream_append(run=run, items=[(type_, data, None)])

@@ -12,6 +12,7 @@ from webapp.accounts.selectors import user_can_write, user_team_ids
 from webapp.common.auth import token_hash
 from webapp.common.errors import NotFound, PermissionDeniedError
 from webapp.runs.models import ACTIVE_STATUSES, RESUMABLE_STATUSES, Checkpoint, Run, RunStatus
+from worker.launchers import LauncherError, get_launcher
 
 
 def run_list(*, user: User, team_id: int | None = None, status: str | None = None,
@@ -68,8 +69,6 @@ def run_can_resume(*, run: Run, can_write: bool, checkpoints: list[Checkpoint] |
 
 def launcher_can_resume(name: str) -> bool:
     """Whether the launcher can restart a job from its run directory (``fipo train --resume``)."""
-    from worker.launchers import LauncherError, get_launcher
-
     try:
         return bool(getattr(get_launcher(name), "can_resume", False))
     except LauncherError:

@@ -1,10 +1,12 @@
 """Writes of runs: create/clone/delete, and the lifecycle.
 
-Every status change goes through ``_transition_locked`` while the caller holds the run's row lock
-(``select_for_update``): it checks the change is allowed (``ALLOWED_TRANSITIONS``), records a
+Every status change goes through ``run_transition_locked`` while the caller holds the run's row
+lock (``select_for_update``): it checks the change is allowed (``ALLOWED_TRANSITIONS``), records a
 ``RunTransition``, appends a ``status`` stream item and schedules the websocket notice for after
-the commit. Launching and cancelling jobs happens in Celery tasks (``webapp.runs.tasks``) that call
-``run_start_job`` / ``run_cancel_job`` / ``runs_reap_lost`` here.
+the commit. The runs app owns this; the tracking app's ingest calls it (a trainer's first event,
+its final status) and never writes a status itself. Launching and cancelling jobs happens in Celery
+tasks (``webapp.runs.tasks``) that call ``run_start_job`` / ``run_cancel_job`` / ``runs_reap_lost``
+here; services queue them through ``webapp.runs.enqueue``, never by importing the tasks.
 """
 
 from __future__ import annotations
@@ -29,10 +31,11 @@ from fipo_engine.config import (
     preset_dict,
     validate_config,
 )
-from webapp.accounts.models import User
+from webapp.accounts.models import Team, User
 from webapp.accounts.selectors import user_can_write, user_role
 from webapp.common.auth import token_hash
 from webapp.common.errors import Conflict, PermissionDeniedError, ValidationFailed
+from webapp.runs.enqueue import cancel_run_on_commit, launch_run_on_commit
 from webapp.runs.models import (
     ACTIVE_STATUSES,
     ALLOWED_TRANSITIONS,
@@ -42,8 +45,10 @@ from webapp.runs.models import (
     RunStatus,
     RunTransition,
 )
+from webapp.runs.policy import check_run_config, ray_head
 from webapp.runs.selectors import access_run_write, launcher_can_resume, run_checkpoints
 from webapp.tracking.stream import notify_team_on_commit, status_data, stream_append
+from worker.launchers import LauncherError, LaunchSpec, get_launcher
 
 logger = logging.getLogger(__name__)
 
@@ -116,9 +121,6 @@ def run_create(*, user: User, team_id: Any, name: Any, preset: Any = None, overr
 
 def _check_policy(cfg: RunConfig, *, team_id: int) -> None:
     """What the deployment allows this team's runs to read, call and install (``runs.policy``)."""
-    from webapp.accounts.models import Team
-    from webapp.runs.policy import check_run_config
-
     check_run_config(cfg, team_id=team_id, team_name=Team.objects.get(pk=team_id).name)
 
 
@@ -164,8 +166,12 @@ def _record_transition(*, run: Run, from_status: str | None, to: str, reason: st
     return transition
 
 
-def _transition_locked(*, run: Run, to: str, reason: str, seq: int | None = None) -> None:
-    """Move ``run`` to ``to``. The caller holds its row lock (``run_lock``) inside ``transaction.atomic``."""
+def run_transition_locked(*, run: Run, to: str, reason: str, seq: int | None = None) -> None:
+    """Move ``run`` to ``to``. The caller holds its row lock (``run_lock``) inside ``transaction.atomic``.
+
+    The one way a run's status changes, for this app and for the tracking app's ingest alike;
+    ``seq`` is the trainer event that caused it (its ``status`` stream item carries that seq).
+    Raises ``Conflict`` when ``ALLOWED_TRANSITIONS`` does not allow the change."""
     if to not in ALLOWED_TRANSITIONS.get(run.status, frozenset()):
         raise Conflict(f"cannot move a {run.status} run to {to}")
     now = timezone.now()
@@ -188,14 +194,12 @@ def run_transition(*, run_id: int, to: str, reason: str, expected: frozenset[str
     run = run_lock(run_id)
     if expected is not None and run.status not in expected:
         return False
-    _transition_locked(run=run, to=to, reason=reason)
+    run_transition_locked(run=run, to=to, reason=reason)
     return True
 
 
 def run_launch(*, run: Run, user: User) -> Run:
     """draft -> queued, then (after commit) the ``launch_run`` task starts the job."""
-    from webapp.runs.tasks import launch_run
-
     access_run_write(user=user, run=run)
     with transaction.atomic():
         locked = run_lock(run.pk)
@@ -203,29 +207,26 @@ def run_launch(*, run: Run, user: User) -> Run:
             raise Conflict(f"only drafts can be launched; this run is {locked.status}")
         # Checked again: the deployment's roots, heads and allow-lists may have changed since create.
         _check_policy(resolve_config(config=locked.config), team_id=locked.team_id)
-        _transition_locked(run=locked, to=RunStatus.QUEUED, reason=f"launched by {user.username}")
-        transaction.on_commit(lambda: launch_run.delay(locked.pk))
+        run_transition_locked(run=locked, to=RunStatus.QUEUED, reason=f"launched by {user.username}")
+        launch_run_on_commit(locked.pk)
     return locked
 
 
 def run_cancel(*, run: Run, user: User) -> Run:
     """Ask for a run to stop. A queued run is cancelled at once; a started one is cancelled by the
     ``cancel_run`` task once its job is stopped (SIGTERM, then SIGKILL after the grace period)."""
-    from webapp.runs.tasks import cancel_run
-
     access_run_write(user=user, run=run)
     with transaction.atomic():
         locked = run_lock(run.pk)
         if locked.status not in ACTIVE_STATUSES:
             raise Conflict(f"a {locked.status} run cannot be cancelled")
         if locked.status == RunStatus.QUEUED:
-            _transition_locked(run=locked, to=RunStatus.CANCELLED, reason=f"cancelled by {user.username}")
+            run_transition_locked(run=locked, to=RunStatus.CANCELLED, reason=f"cancelled by {user.username}")
             return locked
         if locked.cancel_requested_at is None:
             locked.cancel_requested_at = timezone.now()
             locked.save(update_fields=["cancel_requested_at", "updated_at"])
-        who = user.username
-        transaction.on_commit(lambda: cancel_run.delay(locked.pk, who))
+        cancel_run_on_commit(locked.pk, user.username)
     return locked
 
 
@@ -238,9 +239,6 @@ def run_resume(*, run: Run, user: User) -> Run:
     that cannot resume, or its job is still alive (a lost run whose trainer only lost the server:
     two trainers must never share a run directory).
     """
-    from webapp.runs.tasks import launch_run
-    from worker.launchers import LauncherError, get_launcher
-
     access_run_write(user=user, run=run)
     # a resume starts a job: what the deployment allows now, as for a launch (settings change)
     _check_policy(resolve_config(config=run.config), team_id=run.team_id)
@@ -263,10 +261,10 @@ def run_resume(*, run: Run, user: User) -> Run:
                 raise Conflict("the run's job is still running; cancel it before resuming")
         locked.cancel_requested_at = None  # the new segment starts without the old cancel request
         locked.save(update_fields=["cancel_requested_at", "updated_at"])
-        _transition_locked(run=locked, to=RunStatus.QUEUED,
+        run_transition_locked(run=locked, to=RunStatus.QUEUED,
                            reason=f"resumed by {user.username} from its newest checkpoint "
                                   f"(the last reported: step {checkpoints[-1].step})")
-        transaction.on_commit(lambda: launch_run.delay(locked.pk))
+        launch_run_on_commit(locked.pk)
     return locked
 
 
@@ -287,9 +285,6 @@ def run_paths(run: Run) -> tuple[Path, Path]:
 def ray_target(run: Run) -> tuple[str, dict[str, str]]:
     """(address, job variables) of the deployment's Ray head that a ``ray`` run names
     (``launcher.ray.head``, default ``default``); its eval jobs go to the same head."""
-    from webapp.runs.policy import ray_head
-    from worker.launchers import LauncherError
-
     head_name = ((run.config.get("launcher") or {}).get("ray") or {}).get("head", "default")
     try:
         return ray_head(head_name)
@@ -298,8 +293,6 @@ def ray_target(run: Run) -> tuple[str, dict[str, str]]:
 
 
 def _launch_spec(run: Run, token: str, *, resume: bool = False) -> Any:
-    from worker.launchers import LaunchSpec
-
     workdir, log_path = run_paths(run)
     address: str | None = None
     env: dict[str, str] = {}
@@ -332,8 +325,6 @@ def run_start_job(run_id: int) -> bool:
     Returns False when there was nothing to do (run gone, or no longer queued: e.g. cancelled, or a
     redelivered task), which makes the task safe to run twice.
     """
-    from worker.launchers import LauncherError, get_launcher
-
     token = secrets.token_urlsafe(32)
     with transaction.atomic():
         run = Run.objects.select_for_update().filter(pk=run_id).first()
@@ -344,7 +335,7 @@ def run_start_job(run_id: int) -> bool:
         run.token_hash = token_hash(token)
         run.save(update_fields=["token_hash", "updated_at"])
         verb = "resuming" if resume else "starting"
-        _transition_locked(run=run, to=RunStatus.STARTING, reason=f"{verb} with the {run.launcher} launcher")
+        run_transition_locked(run=run, to=RunStatus.STARTING, reason=f"{verb} with the {run.launcher} launcher")
     try:
         spec = _launch_spec(run, token, resume=resume)
         spec.workdir.mkdir(parents=True, exist_ok=True)
@@ -370,8 +361,6 @@ def run_cancel_job(run_id: int, requested_by: str = "") -> bool:
     A trainer that reports ``failed`` while being stopped is recorded as cancelled by the ingest
     path (the cancel was requested), so the user sees the outcome they asked for.
     """
-    from worker.launchers import LauncherError, get_launcher
-
     run = Run.objects.filter(pk=run_id).first()
     if run is None or run.status in FINAL_STATUSES:
         return False
@@ -417,8 +406,6 @@ def runs_reap_lost(*, now: datetime | None = None) -> list[int]:
     with an error, ``succeeded`` when it says the job succeeded). Runs whose trainer cannot report its
     own end (OpenRLHF jobs, whose tracker heartbeats until the job is gone) are asked every tick, so
     their end shows within a reap interval, not a heartbeat window. Returns the ids it changed."""
-    from worker.launchers import LauncherError, get_launcher
-
     now = now or timezone.now()
     changed = _reap_ended_openrlhf_jobs()
     timeout = timedelta(seconds=settings.FIPO_HEARTBEAT_TIMEOUT_S)
@@ -449,15 +436,13 @@ def runs_reap_lost(*, now: datetime | None = None) -> list[int]:
         with transaction.atomic():
             locked = run_lock(run.pk)
             if locked.status in {RunStatus.STARTING, RunStatus.RUNNING} and _last_sign_of_life(locked) < now - timeout:
-                _transition_locked(run=locked, to=to, reason=reason)
+                run_transition_locked(run=locked, to=to, reason=reason)
                 changed.append(run.pk)
     return changed
 
 
 def _reap_ended_openrlhf_jobs() -> list[int]:
     """Active runs that cannot report their own end whose job has ended: that end, now."""
-    from worker.launchers import LauncherError, get_launcher
-
     changed = []
     active = Run.objects.filter(status__in=[RunStatus.STARTING, RunStatus.RUNNING], handle__isnull=False)
     for run in active.exclude(handle=""):
@@ -472,6 +457,6 @@ def _reap_ended_openrlhf_jobs() -> list[int]:
         with transaction.atomic():
             locked = run_lock(run.pk)
             if locked.status in {RunStatus.STARTING, RunStatus.RUNNING}:
-                _transition_locked(run=locked, to=ended[0], reason=ended[1])
+                run_transition_locked(run=locked, to=ended[0], reason=ended[1])
                 changed.append(run.pk)
     return changed

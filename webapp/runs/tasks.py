@@ -1,4 +1,5 @@
-"""Celery tasks of runs: thin (ids in, one service call), queued with ``transaction.on_commit``.
+"""Celery tasks of runs: thin (ids in, one service call), queued after the commit through
+``webapp.runs.enqueue``, whose names they register under (services never import this module).
 
 ``launch_run`` and ``cancel_run`` are idempotent (a redelivered task finds the run already moved
 and does nothing), which is what makes ``acks_late`` safe.
@@ -12,6 +13,7 @@ from celery import shared_task
 from celery.signals import worker_init
 
 from webapp.runs import services
+from webapp.runs.enqueue import CANCEL_RUN, LAUNCH_RUN, REAP_LOST_RUNS
 from webapp.tracking.stream import mark_worker_process
 
 
@@ -20,16 +22,16 @@ def _in_worker(**_: Any) -> None:
     mark_worker_process()
 
 
-@shared_task(name="webapp.runs.tasks.launch_run")
+@shared_task(name=LAUNCH_RUN)
 def launch_run(run_id: int) -> bool:
     return services.run_start_job(run_id)
 
 
-@shared_task(name="webapp.runs.tasks.cancel_run")
+@shared_task(name=CANCEL_RUN)
 def cancel_run(run_id: int, requested_by: str = "") -> bool:
     return services.run_cancel_job(run_id, requested_by=requested_by)
 
 
-@shared_task(name="webapp.runs.tasks.reap_lost_runs")
+@shared_task(name=REAP_LOST_RUNS)
 def reap_lost_runs() -> list[int]:
     return services.runs_reap_lost()

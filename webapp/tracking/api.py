@@ -20,7 +20,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from webapp.common.auth import RunTokenAuthentication, header_credentials, token_hash
+from webapp.common.auth import header_credentials, token_hash
 from webapp.common.errors import (
     ApplicationError,
     NotAuthenticated,
@@ -33,6 +33,7 @@ from webapp.common.errors import (
 )
 from webapp.common.middleware import cache_unavailable
 from webapp.common.utils import float_param, int_param, loads_lenient
+from webapp.runs.auth import RunTokenAuthentication
 from webapp.runs.models import Run
 from webapp.runs.selectors import run_get
 from webapp.tracking import selectors, services

@@ -22,7 +22,7 @@ from django.utils import timezone
 from webapp.common.auth import token_hash
 from webapp.common.errors import NotAuthenticated, PayloadTooLarge, PermissionDeniedError, ValidationFailed
 from webapp.runs.models import FINAL_STATUSES, Checkpoint, Run, RunStatus
-from webapp.runs.services import _transition_locked, run_lock
+from webapp.runs.services import run_lock, run_transition_locked
 from webapp.tracking.codec import pack_sample_arrays
 from webapp.tracking.events import Event, Rejected, parse_event, seq_of
 from webapp.tracking.fastsql import insert_rows
@@ -221,7 +221,7 @@ def _store(run: Run, valid: list[Event], rejected: list[tuple[int | None, str]],
     items: list[tuple[str, dict[str, Any], int | None]] = []
     if valid and run.status in {RunStatus.STARTING, RunStatus.LOST}:
         reason = "first event received" if run.status == RunStatus.STARTING else "events arrived again"
-        _transition_locked(run=run, to=RunStatus.RUNNING, reason=reason)
+        run_transition_locked(run=run, to=RunStatus.RUNNING, reason=reason)
 
     _store_metrics(run, [e for e in valid if e.type == "metric"], pending)
     samples = _store_samples(run, [e for e in valid if e.type == "sample"], rejected)
@@ -266,7 +266,7 @@ def _status_items(run: Run, event: Event, flush: list[tuple[str, dict[str, Any],
         return [("log", {"text": f"status {state}" + (f": {message}" if message else "")}, event.seq)]
     stream_append(run=run, items=flush)
     flush.clear()
-    _transition_locked(run=run, to=target, reason=message or f"trainer reported {state}", seq=event.seq)
+    run_transition_locked(run=run, to=target, reason=message or f"trainer reported {state}", seq=event.seq)
     return []
 
 
