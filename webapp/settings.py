@@ -14,76 +14,87 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import dj_database_url
+import environ
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
-# ------------------------------------------------------------------------------- env helpers
-def _env(name: str, default: str | None = None) -> str | None:
-    value = os.environ.get(name)
-    return default if value is None or value == "" else value
+# ------------------------------------------------------------------------------- the reader
+class _Env(environ.Env):
+    """django-environ's reader (``env.str/bool/int/float/list/json``) with this deployment's rules,
+    which differ from the library's defaults on purpose:
+
+    * an empty variable is unset (``DATABASE_URL=`` from an ``.env`` template means the default);
+    * a value is read literally: no ``$OTHER`` proxying (Django's generated secret keys may start
+      with ``$``, which the library would resolve as the name of another variable);
+    * a malformed value is an error naming the variable and the value, never a silent guess (the
+      library reads ``DEBUG=maybe`` as False and drops the letters of ``1e3`` for a float);
+    * list items are stripped (``"a, b"`` is ``["a", "b"]``).
+    """
+
+    _EXPECTED: ClassVar[dict[Any, str]] = {bool: "a boolean (1/0, true/false)", int: "an integer", float: "a number"}
+    _TRUE, _FALSE = frozenset({"1", "true", "yes", "on"}), frozenset({"0", "false", "no", "off"})
+
+    def get_value(self, var: str, cast: Any = None, default: Any = environ.Env.NOTSET,
+                  parse_default: bool = False) -> Any:
+        raw = self.ENVIRON.get(var, "")
+        if raw == "":
+            if default is self.NOTSET:
+                raise ImproperlyConfigured(f"Set the {var} environment variable")
+            return default
+        try:
+            return self.parse_value(raw, cast)
+        except ValueError as exc:  # json.JSONDecodeError is a ValueError too
+            if cast is json.loads:
+                raise ImproperlyConfigured(f"{var} must be JSON: {exc}") from None
+            raise ImproperlyConfigured(f"{var} must be {self._EXPECTED.get(cast, 'valid')}, got {raw!r}") from None
+
+    @classmethod
+    def parse_value(cls, value: str, cast: Callable[..., Any] | type | None) -> Any:
+        if cast is bool:
+            if value.lower() in cls._TRUE:
+                return True
+            if value.lower() in cls._FALSE:
+                return False
+            raise ValueError(value)
+        if cast is float:
+            return float(value)
+        if cast is list:
+            return [item.strip() for item in value.split(",") if item.strip()]
+        return super().parse_value(value, cast)
 
 
-def _env_bool(name: str, default: bool) -> bool:
-    value = _env(name)
-    if value is None:
-        return default
-    if value.lower() in {"1", "true", "yes", "on"}:
-        return True
-    if value.lower() in {"0", "false", "no", "off"}:
-        return False
-    raise ImproperlyConfigured(f"{name} must be a boolean (1/0, true/false), got {value!r}")
-
-
-def _env_int(name: str, default: int) -> int:
-    value = _env(name)
-    try:
-        return default if value is None else int(value)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name} must be an integer, got {value!r}") from None
-
-
-def _env_float(name: str, default: float) -> float:
-    value = _env(name)
-    try:
-        return default if value is None else float(value)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name} must be a number, got {value!r}") from None
-
-
-def _env_list(name: str, default: list[str]) -> list[str]:
-    value = _env(name)
-    return default if value is None else [item.strip() for item in value.split(",") if item.strip()]
-
+env = _Env()
 
 # ------------------------------------------------------------------------------------- core
-DJANGO_ENV = _env("DJANGO_ENV", "development")
+DJANGO_ENV = env.str("DJANGO_ENV", default="development")
 if DJANGO_ENV not in {"development", "production"}:
     raise ImproperlyConfigured(f"DJANGO_ENV must be 'development' or 'production', got {DJANGO_ENV!r}")
 PRODUCTION = DJANGO_ENV == "production"
 
-DEBUG = _env_bool("DEBUG", default=not PRODUCTION)
+DEBUG = env.bool("DEBUG", default=not PRODUCTION)
 if PRODUCTION and DEBUG:
     raise ImproperlyConfigured("DEBUG must be off when DJANGO_ENV=production")
 
-SECRET_KEY = _env("DJANGO_SECRET_KEY")
+SECRET_KEY = env.str("DJANGO_SECRET_KEY", default=None)
 if SECRET_KEY is None:
     if PRODUCTION:
         raise ImproperlyConfigured("DJANGO_SECRET_KEY is required when DJANGO_ENV=production")
     SECRET_KEY = "dev-insecure-fipo-secret-key-never-use-in-production"  # development only
 
-ALLOWED_HOSTS = _env_list(
-    "ALLOWED_HOSTS", [] if PRODUCTION else ["localhost", "127.0.0.1", "[::1]", "testserver"]
+ALLOWED_HOSTS = env.list(
+    "ALLOWED_HOSTS", default=[] if PRODUCTION else ["localhost", "127.0.0.1", "[::1]", "testserver"]
 )
-CSRF_TRUSTED_ORIGINS = _env_list("CSRF_TRUSTED_ORIGINS", [])
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
-VAR_DIR = Path(_env("FIPO_VAR_DIR", str(BASE_DIR / "var")))
+VAR_DIR = Path(env.str("FIPO_VAR_DIR", default=str(BASE_DIR / "var")))
 VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 INSTALLED_APPS = [
@@ -150,10 +161,10 @@ TEMPLATES = [
 
 # ---------------------------------------------------------------------------------- database
 DATABASES = {
-    # parse(_env(...)), not config(): an empty DATABASE_URL means unset here as everywhere else
+    # parse(env.str(...)), not config(): an empty DATABASE_URL means unset here as everywhere else
     "default": dj_database_url.parse(
-        _env("DATABASE_URL", f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
-        conn_max_age=_env_int("DATABASE_CONN_MAX_AGE", 0),
+        env.str("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
+        conn_max_age=env.int("DATABASE_CONN_MAX_AGE", default=0),
         conn_health_checks=True,
     )
 }
@@ -168,28 +179,28 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
     )
-elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and _env_bool("DATABASE_POOL", True):
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql" and env.bool("DATABASE_POOL", default=True):
     # A connection pool (psycopg_pool, Django >= 5.1). Under ASGI each request runs in a thread of its
     # own, so persistent connections (CONN_MAX_AGE > 0) would leak; without a pool every request opens
     # a connection: ~4 ms of PostgreSQL CPU plus a cold backend, a third of a tracking batch's cost
     # (bench/ingest.py). The pool hands a warm connection back and forth instead.
     DATABASES["default"]["CONN_MAX_AGE"] = 0  # required with a pool
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
-        "min_size": _env_int("DATABASE_POOL_MIN", 2),
-        "max_size": _env_int("DATABASE_POOL_MAX", 16),
-        "timeout": _env_float("DATABASE_POOL_TIMEOUT_S", 30.0),
+        "min_size": env.int("DATABASE_POOL_MIN", default=2),
+        "max_size": env.int("DATABASE_POOL_MAX", default=16),
+        "timeout": env.float("DATABASE_POOL_TIMEOUT_S", default=30.0),
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # ------------------------------------------------------------------------ redis-backed parts
-REDIS_URL = _env("REDIS_URL")
+REDIS_URL = env.str("REDIS_URL", default=None)
 
 if REDIS_URL:
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
-            "KEY_PREFIX": _env("FIPO_CACHE_PREFIX", "fipo"),
+            "KEY_PREFIX": env.str("FIPO_CACHE_PREFIX", default="fipo"),
         }
     }
     CHANNEL_LAYERS = {
@@ -199,7 +210,7 @@ if REDIS_URL:
                 # redis-py >= 8 times reads out after 5 s by default, exactly channels_redis's blocking
                 # receive (BZPOPMIN, 5 s): an idle websocket then dies with TimeoutError (code 1011).
                 "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
-                "prefix": _env("FIPO_CHANNELS_PREFIX", "fipo-asgi"),
+                "prefix": env.str("FIPO_CHANNELS_PREFIX", default="fipo-asgi"),
                 "capacity": 1000,
                 "expiry": 60,
             },
@@ -210,74 +221,64 @@ else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
 # ------------------------------------------------------------------------------------ celery
-CELERY_BROKER_URL = _env(
-    "CELERY_BROKER_URL", REDIS_URL or f"sqla+sqlite:///{VAR_DIR / 'celery-broker.sqlite3'}"
+CELERY_BROKER_URL = env.str(
+    "CELERY_BROKER_URL", default=REDIS_URL or f"sqla+sqlite:///{VAR_DIR / 'celery-broker.sqlite3'}"
 )
-CELERY_RESULT_BACKEND = _env("CELERY_RESULT_BACKEND")  # none: tasks are fire-and-forget, state is in rows
+CELERY_RESULT_BACKEND = env.str("CELERY_RESULT_BACKEND", default=None)  # none: tasks are fire-and-forget, state is in rows
 CELERY_TASK_IGNORE_RESULT = CELERY_RESULT_BACKEND is None
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_TIMEZONE = "UTC"
-CELERY_TASK_TIME_LIMIT = _env_int("CELERY_TASK_TIME_LIMIT", 5 * 60)
-CELERY_TASK_SOFT_TIME_LIMIT = _env_int("CELERY_TASK_SOFT_TIME_LIMIT", 4 * 60)
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=5 * 60)
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=4 * 60)
 # One queue name per deployment sharing a Redis database (the stack tests give each stack its own).
-CELERY_TASK_DEFAULT_QUEUE = _env("CELERY_TASK_DEFAULT_QUEUE", "celery")
+CELERY_TASK_DEFAULT_QUEUE = env.str("CELERY_TASK_DEFAULT_QUEUE", default="celery")
 CELERY_TASK_ACKS_LATE = True  # a worker that dies mid-launch leaves the task for another worker
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_TASK_ALWAYS_EAGER = _env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=False)
 CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
     "reap-lost-runs": {
         "task": "webapp.runs.tasks.reap_lost_runs",
-        "schedule": timedelta(seconds=_env_float("FIPO_REAP_INTERVAL_S", 30.0)),
+        "schedule": timedelta(seconds=env.float("FIPO_REAP_INTERVAL_S", default=30.0)),
     },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 # ------------------------------------------------------------------------------- fipo domain
 # The URL trainers post their events to (must be reachable from where the job runs).
-FIPO_SERVER_URL = _env("FIPO_SERVER_URL", "http://127.0.0.1:8000").rstrip("/")
-FIPO_RUNS_DIR = Path(_env("FIPO_RUNS_DIR", str(VAR_DIR / "runs")))
+FIPO_SERVER_URL = env.str("FIPO_SERVER_URL", default="http://127.0.0.1:8000").rstrip("/")
+FIPO_RUNS_DIR = Path(env.str("FIPO_RUNS_DIR", default=str(VAR_DIR / "runs")))
 # A running/starting run without any event for this long is marked lost by the reaper.
-FIPO_HEARTBEAT_TIMEOUT_S = _env_float("FIPO_HEARTBEAT_TIMEOUT_S", 180.0)
+FIPO_HEARTBEAT_TIMEOUT_S = env.float("FIPO_HEARTBEAT_TIMEOUT_S", default=180.0)
 # Largest ingest request body; bigger bodies get 413 before they are parsed.
-FIPO_INGEST_MAX_BYTES = _env_int("FIPO_INGEST_MAX_BYTES", 16 * 1024 * 1024)
+FIPO_INGEST_MAX_BYTES = env.int("FIPO_INGEST_MAX_BYTES", default=16 * 1024 * 1024)
 # Seconds a local job gets between SIGTERM and SIGKILL on cancel.
-FIPO_CANCEL_GRACE_S = _env_float("FIPO_CANCEL_GRACE_S", 10.0)
+FIPO_CANCEL_GRACE_S = env.float("FIPO_CANCEL_GRACE_S", default=10.0)
 # Login / token-endpoint throttle: at most N failed attempts per window per (ip, username).
-FIPO_LOGIN_MAX_ATTEMPTS = _env_int("FIPO_LOGIN_MAX_ATTEMPTS", 10)
-FIPO_LOGIN_WINDOW_S = _env_int("FIPO_LOGIN_WINDOW_S", 300)
+FIPO_LOGIN_MAX_ATTEMPTS = env.int("FIPO_LOGIN_MAX_ATTEMPTS", default=10)
+FIPO_LOGIN_WINDOW_S = env.int("FIPO_LOGIN_WINDOW_S", default=300)
 # Websocket consumers re-read the stream this often (items written by other processes, e.g. a worker).
-FIPO_WS_POLL_S = _env_float("FIPO_WS_POLL_S", 2.0)
+FIPO_WS_POLL_S = env.float("FIPO_WS_POLL_S", default=2.0)
 # Default point budget of a downsampled metric series (the API caps max_points at 10x this).
-FIPO_CHART_MAX_POINTS = _env_int("FIPO_CHART_MAX_POINTS", 2000)
+FIPO_CHART_MAX_POINTS = env.int("FIPO_CHART_MAX_POINTS", default=2000)
 
 # Most metric values one ingest request may carry (413 above, naming the limit), and the most ingest
 # requests one run may make per second (429 with Retry-After above: the tracking client backs off).
-FIPO_INGEST_MAX_POINTS = _env_int("FIPO_INGEST_MAX_POINTS", 100_000)
-FIPO_INGEST_MAX_REQUESTS_PER_S = _env_int("FIPO_INGEST_MAX_REQUESTS_PER_S", 50)
+FIPO_INGEST_MAX_POINTS = env.int("FIPO_INGEST_MAX_POINTS", default=100_000)
+FIPO_INGEST_MAX_REQUESTS_PER_S = env.int("FIPO_INGEST_MAX_REQUESTS_PER_S", default=50)
 # Eval jobs (docs/evaluation.md): the longest a job may run before it is stopped and failed, and the
 # largest benchmark file a team may upload.
-FIPO_EVAL_TIMEOUT_S = _env_int("FIPO_EVAL_TIMEOUT_S", 6 * 3600)
-FIPO_BENCHMARK_MAX_BYTES = _env_int("FIPO_BENCHMARK_MAX_BYTES", 64 * 1024 * 1024)
+FIPO_EVAL_TIMEOUT_S = env.int("FIPO_EVAL_TIMEOUT_S", default=6 * 3600)
+FIPO_BENCHMARK_MAX_BYTES = env.int("FIPO_BENCHMARK_MAX_BYTES", default=64 * 1024 * 1024)
 
 
 # ------------------------------------------------------------------- multi-team security
 # (docs/control-plane.md "Security"). Team members are not trusted with each other's data or with the
 # hosts of the cluster: every path, address, variable and package a run config names is checked
 # against what the deployment configured here, at create time (a field error) and again at launch.
-def _env_json(name: str, default: Any) -> Any:
-    value = _env(name)
-    if value is None:
-        return default
-    try:
-        return json.loads(value)
-    except json.JSONDecodeError as exc:
-        raise ImproperlyConfigured(f"{name} must be JSON: {exc}") from None
-
-
 def _data_roots(raw: Any) -> dict[str, list[str]]:
     """``{"team name" | "*": ["/abs/dir", ...]}``: the only places a team's run may read files from."""
     if not isinstance(raw, dict) or not all(
@@ -307,21 +308,21 @@ def _ray_heads(raw: Any) -> dict[str, dict[str, Any]]:
     return heads
 
 
-FIPO_DATA_ROOTS = _data_roots(_env_json("FIPO_DATA_ROOTS", {}))
-FIPO_RAY_HEADS = _ray_heads(_env_json("FIPO_RAY_HEADS", {"default": "http://127.0.0.1:8265"}))
+FIPO_DATA_ROOTS = _data_roots(env.json("FIPO_DATA_ROOTS", default={}))
+FIPO_RAY_HEADS = _ray_heads(env.json("FIPO_RAY_HEADS", default={"default": "http://127.0.0.1:8265"}))
 # Environment variables a user may give a job (fnmatch patterns); FIPO_*, LD_* and PYTHON* never.
-FIPO_JOB_ENV_ALLOW = _env_list("FIPO_JOB_ENV_ALLOW", ["NCCL_*", "CUDA_*", "HF_*", "VLLM_*", "TORCH_*",
+FIPO_JOB_ENV_ALLOW = env.list("FIPO_JOB_ENV_ALLOW", default=["NCCL_*", "CUDA_*", "HF_*", "VLLM_*", "TORCH_*",
                                                       "OMP_NUM_THREADS", "TOKENIZERS_PARALLELISM"])
 # pip requirements a user may add to a Ray job: package names (fnmatch patterns, compared lower-case)
 # with an optional version specifier; never URLs, paths or options. Empty: no extra packages.
-FIPO_JOB_PIP_ALLOW = _env_list("FIPO_JOB_PIP_ALLOW", [])
+FIPO_JOB_PIP_ALLOW = env.list("FIPO_JOB_PIP_ALLOW", default=[])
 # Addresses (or CIDR networks) of the reverse proxies whose X-Forwarded-For is believed. Empty: the
 # client address is REMOTE_ADDR (run daphne without --proxy-headers; see docs/control-plane.md).
-FIPO_TRUSTED_PROXIES = _env_list("FIPO_TRUSTED_PROXIES", [])
+FIPO_TRUSTED_PROXIES = env.list("FIPO_TRUSTED_PROXIES", default=[])
 # Failed password attempts per username from all addresses together within FIPO_LOGIN_WINDOW_S.
-FIPO_LOGIN_MAX_PER_USERNAME = _env_int("FIPO_LOGIN_MAX_PER_USERNAME", 30)
+FIPO_LOGIN_MAX_PER_USERNAME = env.int("FIPO_LOGIN_MAX_PER_USERNAME", default=30)
 # Seconds a locked database (SQLite) answer asks the client to wait (503 + Retry-After).
-FIPO_DB_BUSY_RETRY_AFTER_S = _env_int("FIPO_DB_BUSY_RETRY_AFTER_S", 5)
+FIPO_DB_BUSY_RETRY_AFTER_S = env.int("FIPO_DB_BUSY_RETRY_AFTER_S", default=5)
 
 # (Other endpoints keep Django's DATA_UPLOAD_MAX_MEMORY_SIZE of 2.5 MB: the ingest view reads its
 # body as a stream and applies FIPO_INGEST_MAX_BYTES itself, answering 413 in the contract's shape.)
@@ -342,11 +343,11 @@ LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/login/"
 
 SESSION_COOKIE_HTTPONLY = True
-SESSION_COOKIE_SECURE = _env_bool("SESSION_COOKIE_SECURE", PRODUCTION)
-CSRF_COOKIE_SECURE = _env_bool("CSRF_COOKIE_SECURE", PRODUCTION)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=PRODUCTION)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=PRODUCTION)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
-if _env_bool("SECURE_PROXY_SSL", False):
+if env.bool("SECURE_PROXY_SSL", default=False):
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 
 # -------------------------------------------------------------------------------------- i18n
@@ -357,7 +358,7 @@ USE_TZ = True
 
 # ------------------------------------------------------------------------------ static files
 STATIC_URL = "/static/"
-STATIC_ROOT = Path(_env("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
+STATIC_ROOT = Path(env.str("STATIC_ROOT", default=str(BASE_DIR / "staticfiles")))
 STATICFILES_DIRS = [BASE_DIR / "frontend" / "static"]
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
@@ -405,6 +406,6 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": _env("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
