@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import tenacity
 
 from fipo_engine.tracking.spool import Spool
 
@@ -142,10 +143,31 @@ class _Sender(threading.Thread):
             log.debug("tracking server unreachable: %s", exc)
             return None
 
+    @staticmethod
+    def _try_again(response: httpx.Response | None) -> bool:
+        """Whether an answer means "send it again later": no answer (network error), 5xx, 408/425/429."""
+        return response is None or response.status_code >= 500 or response.status_code in RETRY_STATUS
+
+    def _post_until_answered(self, client: httpx.Client, events: list[dict[str, Any]]) -> httpx.Response | None:
+        """POST ``events`` until the answer is not "try again", ``backoff_initial`` apart, for as long
+        as it takes; None once ``abort()`` is called: the wait between tries ends at once, and no
+        POST starts after it."""
+
+        def once() -> httpx.Response | None:
+            return None if self._abort.is_set() else self._post(client, events)
+
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_result(lambda answer: self._try_again(answer) and not self._abort.is_set()),
+            wait=tenacity.wait_fixed(self.backoff_initial),
+            sleep=self._abort.wait,  # returns as soon as abort() sets the event
+        )
+        answer = retrying(once)
+        return None if self._try_again(answer) else answer
+
     def _deliver(self, client: httpx.Client, batch: list[dict[str, Any]]) -> bool:
         """True when every event of the batch is handled (stored, duplicate, or rejected for good)."""
         response = self._post(client, batch)
-        if response is None or response.status_code >= 500 or response.status_code in RETRY_STATUS:
+        if self._try_again(response):
             return False
         if response.status_code in AUTH_STATUS:
             self.disabled_reason = f"server answered {response.status_code}: {response.text[:200]}"
@@ -162,24 +184,19 @@ class _Sender(threading.Thread):
                         response.status_code, response.text[:300])
             return True
         for event in batch:
-            while not self._abort.is_set():
-                single = self._post(client, [event])
-                if single is None or single.status_code >= 500 or single.status_code in RETRY_STATUS:
-                    self._abort.wait(self.backoff_initial)
-                    continue
-                if single.status_code in AUTH_STATUS:
-                    self.disabled_reason = f"server answered {single.status_code}"
-                    return False
-                if single.is_success:
-                    self._log_rejected(single)
-                else:
-                    self.stats["dropped"] += 1
-                    log.warning("tracking: server refused event seq=%s (%s): %s", event.get("seq"),
-                                single.status_code, single.text[:300])
-                self._advance(event["seq"], self._offset)
-                break
-            else:
+            single = self._post_until_answered(client, [event])
+            if single is None:  # aborted
                 return False
+            if single.status_code in AUTH_STATUS:
+                self.disabled_reason = f"server answered {single.status_code}"
+                return False
+            if single.is_success:
+                self._log_rejected(single)
+            else:
+                self.stats["dropped"] += 1
+                log.warning("tracking: server refused event seq=%s (%s): %s", event.get("seq"),
+                            single.status_code, single.text[:300])
+            self._advance(event["seq"], self._offset)
         return True
 
     def _log_rejected(self, response: httpx.Response) -> None:

@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import tenacity
 
 from worker.launchers.base import JobState, JobStatus, LauncherError, LaunchSpec, register_launcher
 
@@ -187,6 +188,10 @@ def eval_submission(*, key: str, eval_args: list[str], benchmark: bytes | None, 
 
 
 # --------------------------------------------------------------------------------- REST client
+class _HeadUnreachable(Exception):
+    """One try of a request that is worth another (its message is the reason, shown to the user)."""
+
+
 @dataclass
 class RayJobsClient:
     """A few retried httpx calls against one Ray dashboard; raises ``LauncherError`` with the reason."""
@@ -198,25 +203,32 @@ class RayJobsClient:
     sleep: Callable[[float], None] = time.sleep
 
     def request(self, method: str, path: str, body: dict[str, Any] | None = None) -> httpx.Response:
-        """One call, retried with exponential backoff on transport errors and 502/503/504."""
+        """One call, retried with exponential backoff on transport errors and 502/503/504: up to
+        ``attempts`` tries, waiting ``backoff_s``, then twice as long before each next one."""
         url = f"{self.address.rstrip('/')}{path}"
-        last = ""
-        for attempt in range(self.attempts):
-            if attempt:
-                self.sleep(self.backoff_s * 2 ** (attempt - 1))
+
+        def once() -> httpx.Response:
             try:
                 response = httpx.request(method, url, json=body, timeout=self.timeout_s)
             except httpx.TimeoutException:
-                last = "no answer in time"
-                continue
+                raise _HeadUnreachable("no answer in time") from None
             except httpx.TransportError:
-                last = "no connection"  # not the OS's reason: "refused" vs "timed out" maps ports
-                continue
+                # not the OS's reason: "refused" vs "timed out" would map the ports of the head's host
+                raise _HeadUnreachable("no connection") from None
             if response.status_code in _RETRY_STATUS:
-                last = f"HTTP {response.status_code}"
-                continue
+                raise _HeadUnreachable(f"HTTP {response.status_code}")
             return response
-        raise LauncherError(f"the Ray head could not be reached after {self.attempts} attempts ({last})")
+
+        retrying = tenacity.Retrying(
+            stop=tenacity.stop_after_attempt(self.attempts),
+            wait=tenacity.wait_exponential(multiplier=self.backoff_s, exp_base=2),
+            retry=tenacity.retry_if_exception_type(_HeadUnreachable),
+            sleep=self.sleep, reraise=True,
+        )
+        try:
+            return retrying(once)
+        except _HeadUnreachable as exc:
+            raise LauncherError(f"the Ray head could not be reached after {self.attempts} attempts ({exc})") from None
 
     def submit(self, body: dict[str, Any]) -> str:
         response = self.request("POST", JOBS_PATH, body)
