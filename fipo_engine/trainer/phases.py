@@ -93,12 +93,14 @@ def score(run: Run, generation: GenerationBatch, metrics: StepMetrics) -> list[G
     rewards = score_responses(cfg.reward, [problems[g.prompt_index] for g in outputs], texts, lengths,
                               cfg.rollout.max_new_tokens)
     metrics.timing["timing/reward_s"] += time.perf_counter() - t0
-    n = cfg.rollout.n
-    return [Group(problem=problems[g], prompt_ids=generation.prompt_ids[g], texts=texts[g * n:(g + 1) * n],
-                  response_ids=[o.response_ids for o in outputs[g * n:(g + 1) * n]],
-                  truncated=[o.truncated for o in outputs[g * n:(g + 1) * n]],
-                  scores=rewards.scores[g * n:(g + 1) * n], correct=rewards.correct[g * n:(g + 1) * n])
-            for g in range(len(problems))]
+    n, groups = cfg.rollout.n, []
+    for g, problem in enumerate(problems):
+        rows = slice(g * n, (g + 1) * n)  # prompt g's responses
+        groups.append(Group(problem=problem, prompt_ids=generation.prompt_ids[g], texts=texts[rows],
+                            response_ids=[o.response_ids for o in outputs[rows]],
+                            truncated=[o.truncated for o in outputs[rows]],
+                            scores=rewards.scores[rows], correct=rewards.correct[rows]))
+    return groups
 
 
 def filter_groups(run: Run, batch: RolloutBatch, groups: list[Group]) -> None:
