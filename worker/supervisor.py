@@ -17,7 +17,6 @@ import contextlib
 import ctypes
 import ctypes.util
 import http.client
-import os
 import signal
 import subprocess
 import sys
@@ -30,6 +29,8 @@ from typing import TextIO
 from urllib.parse import urlsplit
 
 import psutil
+
+from worker.procgroup import signal_group
 
 _PR_SET_PDEATHSIG = 1
 
@@ -145,7 +146,7 @@ class Supervisor:
         for child in chosen:
             if child.process.poll() is None:
                 self.say(child.name, f"stopping (pid {child.pid})")
-                _signal_group(child.pid, signal.SIGTERM)
+                signal_group(child.pid, signal.SIGTERM)
         deadline = time.monotonic() + self.stop_timeout_s
         codes: dict[str, int] = {}
         for child in chosen:
@@ -153,9 +154,9 @@ class Supervisor:
                 codes[child.name] = child.process.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 self.say(child.name, f"did not stop within {self.stop_timeout_s:.0f}s: SIGKILL")
-                _signal_group(child.pid, signal.SIGKILL)
+                signal_group(child.pid, signal.SIGKILL)
                 codes[child.name] = child.process.wait()
-            _signal_group(child.pid, signal.SIGKILL)  # leftovers of the group, if any
+            signal_group(child.pid, signal.SIGKILL)  # leftovers of the group, if any
             child.reader.join(timeout=2.0)
             del self.children[child.name]
         _terminate(descendants, timeout_s=min(10.0, self.stop_timeout_s))
@@ -209,11 +210,6 @@ def _running(proc: psutil.Process) -> bool:
         return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
-
-
-def _signal_group(pgid: int, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signum)
 
 
 # ------------------------------------------------------------------ the control plane's processes

@@ -18,8 +18,6 @@ Django; the web app's tasks call these functions and record what they return.
 
 from __future__ import annotations
 
-import codecs
-import contextlib
 import json
 import os
 import signal
@@ -35,6 +33,8 @@ import psutil
 from fipo_engine.rundir import RunDirConflict, claim_run_dir
 from worker.job_wrapper import read_exit_code
 from worker.launchers.base import JobStatus, LauncherError, LaunchSpec, register_launcher
+from worker.procgroup import signal_group
+from worker.textio import decode_utf8_head
 
 EXIT_FILE = "exit_code"
 CANCEL_FILE = "cancel_requested"
@@ -140,11 +140,6 @@ def _group_members(pgid: int) -> list[psutil.Process]:
     return members
 
 
-def _signal_group(pgid: int, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, signum)
-
-
 def _wait_group_gone(pgid: int, timeout_s: float, interval_s: float = 0.1) -> bool:
     deadline = time.monotonic() + timeout_s
     while True:
@@ -247,9 +242,9 @@ class LocalLauncher:
         if not alive and not leftovers:  # already over: report how it ended, not "cancelled"
             return status_from_files(parsed.workdir)
         (parsed.workdir / CANCEL_FILE).touch()
-        _signal_group(parsed.pid, signal.SIGTERM)
+        signal_group(parsed.pid, signal.SIGTERM)
         if not _wait_group_gone(parsed.pid, grace_s):
-            _signal_group(parsed.pid, signal.SIGKILL)
+            signal_group(parsed.pid, signal.SIGKILL)
             _wait_group_gone(parsed.pid, 5.0)
         return status_from_files(parsed.workdir)
 
@@ -261,10 +256,8 @@ class LocalLauncher:
                 data = f.read(max_bytes)
         except FileNotFoundError:
             return "", offset
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        text = decoder.decode(data, final=False)  # holds back a character split at the end
-        pending = decoder.getstate()[0]
-        return text, offset + len(data) - len(pending)
+        text, consumed = decode_utf8_head(data)
+        return text, offset + consumed
 
 
 local_launcher = register_launcher(LocalLauncher())

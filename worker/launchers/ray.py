@@ -31,7 +31,6 @@ reads (the run page's log view) make one short attempt, no retries.
 
 from __future__ import annotations
 
-import codecs
 import json
 import shlex
 import time
@@ -44,6 +43,7 @@ import httpx
 import tenacity
 
 from worker.launchers.base import JobState, JobStatus, LauncherError, LaunchSpec, register_launcher
+from worker.textio import decode_utf8_head
 
 JOBS_PATH = "/api/jobs/"
 
@@ -359,9 +359,8 @@ class RayLauncher:
         if offset > len(data):  # the head restarted and its log began again
             offset = 0
         chunk = data[offset:] if max_bytes is None else data[offset: offset + max_bytes]
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        text = decoder.decode(chunk, final=False)  # holds back a character split at the end
-        return text, offset + len(chunk) - len(decoder.getstate()[0])
+        text, consumed = decode_utf8_head(chunk)
+        return text, offset + consumed
 
 
 register_launcher(RayLauncher())
