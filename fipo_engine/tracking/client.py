@@ -32,6 +32,7 @@ from typing import Any
 import httpx
 import tenacity
 
+from fipo_engine.tracking import protocol
 from fipo_engine.tracking.spool import Spool
 
 log = logging.getLogger("fipo.tracking")
@@ -239,25 +240,41 @@ class Tracker:
             self._sender.notify()
         return seq
 
+    def _build(self, type_: str, **fields: Any) -> int:
+        """Emit an event built by the protocol's model (``fipo_engine.tracking.protocol``), the one
+        the server parses it with. An event the model refuses is logged here, where the mistake is,
+        and still spooled as given: the server then refuses it too and records why in the run's
+        stream, as it always did (a logging mistake never stops training)."""
+        try:
+            event = protocol.build(type_, fields)
+        except protocol.EventError as exc:
+            log.warning("tracking: the %s event does not follow the protocol (%s); the server will refuse it",
+                        type_, exc)
+            event = dict(fields)
+        event.pop("type", None)
+        return self.emit(type_, **event)
+
     def metric(self, step: int, values: dict[str, float | None]) -> int:
-        return self.emit("metric", step=step, values=values)
+        return self._build("metric", step=step, values=values)
 
     def sample(self, step: int, index: int, **fields: Any) -> int:
-        return self.emit("sample", step=step, index=index, **fields)
+        """``fields``: prompt, response, reward, correct, tokens, minibatch, num_minibatches and the
+        per-token channels (``fipo_engine.token_channels``), one value per token each."""
+        return self._build("sample", step=step, index=index, **fields)
 
     def status(self, state: str, message: str = "") -> int:
-        seq = self.emit("status", state=state, message=message)
+        seq = self._build("status", state=state, message=message)
         self.spool.sync()
         return seq
 
     def checkpoint(self, step: int, uri: str) -> int:
-        return self.emit("checkpoint", step=step, uri=uri)
+        return self._build("checkpoint", step=step, uri=uri)
 
     def eval(self, **fields: Any) -> int:
-        return self.emit("eval", **fields)
+        return self._build("eval", **fields)
 
     def log(self, text: str) -> int:
-        return self.emit("log", text=text)
+        return self._build("log", text=text)
 
     # ---- shutdown -----------------------------------------------------------------------
     @property

@@ -8,13 +8,14 @@ a data migration only and are never written here.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from pathlib import PurePath
 from typing import Any
 
 from django.db import transaction
+from pydantic import ValidationError as PydanticValidationError
 
+from fipo_engine.tracking import protocol
 from webapp.accounts.models import Team, User
 from webapp.accounts.selectors import user_can_write
 from webapp.common.errors import NotFound, PermissionDeniedError, ValidationFailed
@@ -24,45 +25,13 @@ from webapp.leaderboards.models import LeaderboardEntry
 from webapp.runs.models import Run
 
 MAX_BENCHMARK_LENGTH = 100
-_RATES = ("pass_at_1", "cons_at_k", "pass_at_k", "truncation_rate")
 # Keys of the eval JSON that have a column; everything else small goes to ``details``.
 _COLUMNS = {"benchmark", "step", "pass_at_1", "pass_at_1_ci", "cons_at_k", "pass_at_k", "k", "n_problems",
             "truncation_rate", "temperature", "top_p", "max_new_tokens", "max_tokens", "problems", "settings"}
+# EvalScores fields stored in a column of the same name (the interval is split into low and high).
+_SCORE_COLUMNS = {"pass_at_1", "cons_at_k", "pass_at_k", "truncation_rate", "k", "n_problems", "step",
+                  "temperature", "top_p", "max_tokens"}
 _DETAIL_KEYS = ("grader", "n_samples", "response_length_mean", "response_length_p75")
-
-
-def _fraction(data: Mapping[str, Any], key: str, errors: list[dict[str, str]], *, required: bool = False) -> float | None:
-    value = data.get(key)
-    if value is None:
-        if required:
-            errors.append({"path": key, "message": "required"})
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or not 0 <= value <= 1:
-        errors.append({"path": key, "message": "must be a number between 0 and 1"})
-        return None
-    return float(value)
-
-
-INT_COLUMN_MAX = 2**31 - 1  # PositiveIntegerField / IntegerField on PostgreSQL
-
-
-def _positive_int(data: Mapping[str, Any], key: str, errors: list[dict[str, str]]) -> int | None:
-    value = data.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= INT_COLUMN_MAX:
-        errors.append({"path": key, "message": f"must be an integer between 0 and {INT_COLUMN_MAX}"})
-        return None
-    return value
-
-
-def _number(value: Any, key: str, errors: list[dict[str, str]]) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        errors.append({"path": key, "message": "must be a number"})
-        return None
-    return float(value)
 
 
 FILE_SUFFIXES = (".jsonl", ".json", ".parquet")
@@ -92,40 +61,27 @@ def _run_protocol(run: Run) -> dict[str, Any]:
 
 
 def clean_eval_result(data: Any) -> dict[str, Any]:
-    """Validated entry fields from an eval result / ``eval`` event; raises ``ValidationFailed``."""
+    """Validated entry fields from an eval result / ``eval`` event; raises ``ValidationFailed``.
+
+    The checks are the tracking protocol's ``EvalScores`` (fipo_engine/tracking/protocol.py), so a
+    trainer can know what makes an entry; the per-field errors become the API's ``fields``."""
     if not isinstance(data, Mapping):
         raise ValidationFailed("an eval result must be a JSON object", fields=[{"path": "result", "message": "expected an object"}])
-    errors: list[dict[str, str]] = []
-    fields: dict[str, Any] = {key: _fraction(data, key, errors, required=key == "pass_at_1") for key in _RATES}
-    fields["k"] = _positive_int(data, "k", errors)
-    fields["n_problems"] = _positive_int(data, "n_problems", errors)
-    step = data.get("step")
-    if step is not None and (isinstance(step, bool) or not isinstance(step, int) or not 0 <= step <= INT_COLUMN_MAX):
-        errors.append({"path": "step", "message": f"must be an integer between 0 and {INT_COLUMN_MAX}"})
-    fields["step"] = step if isinstance(step, int) and not isinstance(step, bool) else None
-    ci = data.get("pass_at_1_ci")
-    low = high = None
-    if ci is not None:
-        if (not isinstance(ci, list | tuple) or len(ci) != 2
-                or any(isinstance(x, bool) or not isinstance(x, int | float) or not 0 <= x <= 1 for x in ci)
-                or ci[0] > ci[1]):
-            errors.append({"path": "pass_at_1_ci", "message": "must be [low, high] with 0 <= low <= high <= 1"})
-        else:
-            low, high = float(ci[0]), float(ci[1])
-    fields["pass_at_1_ci_low"], fields["pass_at_1_ci_high"] = low, high
-    settings = data.get("settings") if isinstance(data.get("settings"), Mapping) else {}
-    fields["temperature"] = _number(data.get("temperature", settings.get("temperature")), "temperature", errors)
-    fields["top_p"] = _number(data.get("top_p", settings.get("top_p")), "top_p", errors)
-    max_tokens = data.get("max_tokens", data.get("max_new_tokens", settings.get("max_new_tokens")))
-    fields["max_tokens"] = _positive_int({"max_tokens": max_tokens}, "max_tokens", errors)
-    if errors:
+    try:
+        scores = protocol.EvalScores.model_validate(data)
+    except PydanticValidationError as exc:
+        errors = protocol.eval_scores_errors(exc)
         raise ValidationFailed("invalid eval result: " + "; ".join(f"{e['path']}: {e['message']}" for e in errors),
-                               fields=errors)
+                               fields=errors) from None
+    fields: dict[str, Any] = scores.model_dump(include=_SCORE_COLUMNS)
+    low, high = scores.pass_at_1_ci or (None, None)
+    fields["pass_at_1_ci_low"], fields["pass_at_1_ci_high"] = low, high
     details = {key: data[key] for key in _DETAIL_KEYS if key in data}
     problem = number_problem(details)
     if problem is not None:  # stored as JSON: only finite numbers and 64-bit integers fit
         raise ValidationFailed(f"invalid eval result: {problem[0]}: {problem[1]}",
                                fields=[{"path": problem[0], "message": problem[1]}])
+    settings = data.get("settings") if isinstance(data.get("settings"), Mapping) else {}
     if settings.get("model"):
         details["model"] = str(settings["model"])[:500]
     fields["details"] = details
