@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from django.contrib.auth import authenticate
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import status
 from rest_framework.permissions import AllowAny
@@ -11,10 +10,12 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from webapp.accounts import schemas
 from webapp.accounts.models import ApiToken
 from webapp.accounts.selectors import team_list
 from webapp.accounts.services import api_token_create, api_token_revoke
 from webapp.common.errors import NotAuthenticated, NotFound, Throttled, ValidationFailed
+from webapp.common.schema import error_responses
 from webapp.common.throttle import login_blocked, login_failed, login_succeeded
 from webapp.common.utils import iso
 
@@ -27,7 +28,7 @@ def _token_data(token: ApiToken) -> dict[str, object]:
 class TeamListApi(APIView):
     """``GET /api/v1/teams/`` -> ``[{"id", "name", "role"}]``."""
 
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(responses={200: schemas.TeamMembershipSerializer(many=True), **error_responses(401)})
     def get(self, request: Request) -> Response:
         return Response([{"id": m.team_id, "name": m.team.name, "role": m.role} for m in team_list(user=request.user)])
 
@@ -36,11 +37,12 @@ class TokenListApi(APIView):
     """``GET /api/v1/tokens/`` (the user's keys, without the secret); ``POST {"name"}`` -> 201 with
     ``"key"`` shown this once."""
 
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(responses={200: schemas.ApiTokenSerializer(many=True), **error_responses(401)})
     def get(self, request: Request) -> Response:
         return Response([_token_data(t) for t in ApiToken.objects.filter(user=request.user)])
 
-    @extend_schema(request=OpenApiTypes.OBJECT, responses={201: OpenApiTypes.OBJECT})
+    @extend_schema(request=schemas.TokenCreateRequestSerializer,
+                   responses={201: schemas.ApiTokenCreatedSerializer, **error_responses(400, 401)})
     def post(self, request: Request) -> Response:
         body = request.data if isinstance(request.data, dict) else {}
         name = body.get("name", "")
@@ -51,7 +53,7 @@ class TokenListApi(APIView):
 
 
 class TokenDetailApi(APIView):
-    @extend_schema(responses={204: None})
+    @extend_schema(responses={204: None, **error_responses(401, 404)})
     def delete(self, request: Request, token_id: int) -> Response:
         if not api_token_revoke(user=request.user, token_id=token_id):
             raise NotFound(f"token {token_id} not found")
@@ -66,7 +68,8 @@ class TokenObtainApi(APIView):
     authentication_classes = ()
     permission_classes = (AllowAny,)
 
-    @extend_schema(request=OpenApiTypes.OBJECT, responses={201: OpenApiTypes.OBJECT})
+    @extend_schema(request=schemas.TokenObtainRequestSerializer,
+                   responses={201: schemas.ApiTokenCreatedSerializer, **error_responses(400, 401, 429)})
     def post(self, request: Request) -> Response:
         body = request.data if isinstance(request.data, dict) else {}
         username, password, name = body.get("username"), body.get("password"), body.get("name", "api")

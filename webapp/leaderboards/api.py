@@ -17,21 +17,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from webapp.common.errors import NotFound, ValidationFailed
-from webapp.common.utils import parse_int
-from webapp.leaderboards import benchmarks, jobs, selectors, services
+from webapp.common.schema import error_responses
+from webapp.common.utils import iso, parse_int
+from webapp.leaderboards import benchmarks, jobs, schemas, selectors, services
 from webapp.leaderboards.models import Benchmark, EvalJob, LeaderboardEntry
-
-
-def _iso(value: Any) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
 
 
 def entry_data(entry: LeaderboardEntry, rank: int | None = None) -> dict[str, Any]:
@@ -61,7 +57,7 @@ def entry_data(entry: LeaderboardEntry, rank: int | None = None) -> dict[str, An
         "truncation_rate": entry.truncation_rate,
         "n_problems": entry.n_problems,
         "details": entry.details,
-        "created_at": _iso(entry.created_at),
+        "created_at": iso(entry.created_at),
         "benchmark_id": entry.benchmark_ref_id,
         "benchmark_version": entry.benchmark_ref.version if entry.benchmark_ref_id and entry.benchmark_ref else None,
         "benchmark_sha256": entry.benchmark_sha256 or None,
@@ -74,7 +70,7 @@ def benchmark_data(bench: Benchmark, *, problems: bool = False) -> dict[str, Any
         "id": bench.pk, "name": bench.name, "version": bench.version, "label": bench.label, "sha256": bench.sha256,
         "n_problems": bench.n_problems, "grader": bench.grader, "team": bench.team_id,
         "team_name": bench.team.name if bench.team_id else None, "builtin": bench.team_id is None,
-        "layout": bench.layout, "source_name": bench.source_name, "created_at": _iso(bench.created_at),
+        "layout": bench.layout, "source_name": bench.source_name, "created_at": iso(bench.created_at),
     }
     if problems:
         data["problems"] = bench.problems
@@ -83,8 +79,8 @@ def benchmark_data(bench: Benchmark, *, problems: bool = False) -> dict[str, Any
 
 def job_data(job: EvalJob) -> dict[str, Any]:
     return {**jobs.job_progress(job), "id": job.pk, "run": job.run_id, "options": job.options,
-            "created_at": _iso(job.created_at), "started_at": _iso(job.started_at),
-            "finished_at": _iso(job.finished_at)}
+            "created_at": iso(job.created_at), "started_at": iso(job.started_at),
+            "finished_at": iso(job.finished_at)}
 
 
 def _int_param(value: Any, name: str) -> int | None:
@@ -97,7 +93,8 @@ def _int_param(value: Any, name: str) -> int | None:
 
 
 class BenchmarkListApi(APIView):
-    @extend_schema(operation_id="leaderboards_list", responses=OpenApiTypes.OBJECT)
+    @extend_schema(operation_id="leaderboards_list",
+                   responses={200: schemas.BoardSummarySerializer(many=True), **error_responses(401)})
     def get(self, request: Request) -> Response:
         return Response(selectors.benchmark_list(user=request.user))
 
@@ -126,7 +123,7 @@ class LeaderboardApi(APIView):
             OpenApiParameter("version", int, description="benchmark version (default: the latest)"),
             OpenApiParameter("run", int, description="only this run's entries"),
         ],
-        responses=OpenApiTypes.OBJECT,
+        responses={200: schemas.LeaderboardSerializer, **error_responses(400, 401, 404)},
     )
     def get(self, request: Request, benchmark: str) -> Response:
         scope = request.query_params.get("scope", "team")
@@ -149,8 +146,8 @@ class LeaderboardApi(APIView):
 
 
 class ExternalEntryCreateApi(APIView):
-    @extend_schema(operation_id="leaderboard_entry_create", request=OpenApiTypes.OBJECT,
-                   responses={201: OpenApiTypes.OBJECT})
+    @extend_schema(operation_id="leaderboard_entry_create", request=schemas.EntryCreateRequestSerializer,
+                   responses={201: schemas.EntrySerializer, **error_responses(400, 401, 403, 404)})
     def post(self, request: Request, benchmark: str) -> Response:
         body = request.data if isinstance(request.data, dict) else {}
         entry = services.entry_create_external(user=request.user, team_id=body.get("team"), benchmark=benchmark,
@@ -159,8 +156,8 @@ class ExternalEntryCreateApi(APIView):
 
 
 class EvaluateApi(APIView):
-    @extend_schema(operation_id="leaderboard_evaluate", request=OpenApiTypes.OBJECT,
-                   responses={202: OpenApiTypes.OBJECT})
+    @extend_schema(operation_id="leaderboard_evaluate", request=schemas.EvaluateRequestSerializer,
+                   responses={202: schemas.EvalJobSerializer, **error_responses(400, 401, 403, 404, 409)})
     def post(self, request: Request) -> Response:
         body = request.data if isinstance(request.data, dict) else {}
         job = jobs.eval_job_queue(user=request.user, body=body)
@@ -169,7 +166,7 @@ class EvaluateApi(APIView):
 
 class EvalJobListApi(APIView):
     @extend_schema(operation_id="eval_jobs_list", parameters=[OpenApiParameter("run", int, required=True)],
-                   responses=OpenApiTypes.OBJECT)
+                   responses={200: schemas.EvalJobListSerializer, **error_responses(400, 401, 404)})
     def get(self, request: Request) -> Response:
         run_id = _int_param(request.query_params.get("run"), "run")
         if run_id is None:
@@ -179,13 +176,15 @@ class EvalJobListApi(APIView):
 
 
 class EvalJobDetailApi(APIView):
-    @extend_schema(operation_id="eval_job_retrieve", responses=OpenApiTypes.OBJECT)
+    @extend_schema(operation_id="eval_job_retrieve",
+                   responses={200: schemas.EvalJobSerializer, **error_responses(401, 404)})
     def get(self, request: Request, job_id: int) -> Response:
         return Response(job_data(jobs.eval_job_get(user=request.user, job_id=job_id)))
 
 
 class EvalJobCancelApi(APIView):
-    @extend_schema(operation_id="eval_job_cancel", request=None, responses=OpenApiTypes.OBJECT)
+    @extend_schema(operation_id="eval_job_cancel", request=None,
+                   responses={200: schemas.EvalJobSerializer, **error_responses(401, 403, 404)})
     def post(self, request: Request, job_id: int) -> Response:
         return Response(job_data(jobs.eval_job_cancel(user=request.user, job_id=job_id)))
 
@@ -193,12 +192,17 @@ class EvalJobCancelApi(APIView):
 class BenchmarksApi(APIView):
     parser_classes = (MultiPartParser, FormParser)
 
-    @extend_schema(operation_id="benchmarks_list", responses=OpenApiTypes.OBJECT)
+    @extend_schema(operation_id="benchmarks_list",
+                   responses={200: schemas.BenchmarkSerializer(many=True), **error_responses(401)})
     def get(self, request: Request) -> Response:
         return Response([benchmark_data(b) for b in benchmarks.benchmark_list(user=request.user)])
 
-    @extend_schema(operation_id="benchmark_create", request=OpenApiTypes.OBJECT,
-                   responses={201: OpenApiTypes.OBJECT, 200: OpenApiTypes.OBJECT})
+    @extend_schema(operation_id="benchmark_create",
+                   request={"multipart/form-data": schemas.BenchmarkUploadRequestSerializer},
+                   responses={201: OpenApiResponse(schemas.BenchmarkSerializer, description="stored as a new version"),
+                              200: OpenApiResponse(schemas.BenchmarkSerializer,
+                                                   description="the team already had this exact problem list"),
+                              **error_responses(400, 401, 403, 404, 415)})
     def post(self, request: Request) -> Response:
         bench, created = benchmarks.benchmark_upload(
             user=request.user, team_id=request.data.get("team"), name=request.data.get("name"),
@@ -208,14 +212,16 @@ class BenchmarksApi(APIView):
 
 
 class BenchmarkDetailApi(APIView):
-    @extend_schema(operation_id="benchmark_retrieve", responses=OpenApiTypes.OBJECT)
+    @extend_schema(operation_id="benchmark_retrieve",
+                   responses={200: schemas.BenchmarkDetailSerializer, **error_responses(401, 404)})
     def get(self, request: Request, benchmark_id: int) -> Response:
         return Response(benchmark_data(benchmarks.benchmark_get(user=request.user, benchmark_id=benchmark_id),
                                        problems=True))
 
 
 class EntryDetailApi(APIView):
-    @extend_schema(operation_id="leaderboard_entry_retrieve", responses=OpenApiTypes.OBJECT)
+    @extend_schema(operation_id="leaderboard_entry_retrieve",
+                   responses={200: schemas.EntryDetailSerializer, **error_responses(401, 404)})
     def get(self, request: Request, entry_id: int) -> Response:
         entry = selectors.entry_get(user=request.user, entry_id=entry_id)
         problems = selectors.entry_problems(entry)
@@ -229,7 +235,7 @@ class EntryDetailApi(APIView):
 class CompareApi(APIView):
     @extend_schema(operation_id="leaderboard_compare",
                    parameters=[OpenApiParameter("a", int, required=True), OpenApiParameter("b", int, required=True)],
-                   responses=OpenApiTypes.OBJECT)
+                   responses={200: schemas.CompareSerializer, **error_responses(400, 401, 404)})
     def get(self, request: Request) -> Response:
         ids = {}
         for key in ("a", "b"):

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -16,8 +15,9 @@ from fipo_engine import metrics_catalog
 from fipo_engine.config import PRESETS, json_schema, preset
 from webapp.accounts.models import Membership, Role, User
 from webapp.common.errors import ValidationFailed
+from webapp.common.schema import error_responses
 from webapp.common.utils import int_param, iso
-from webapp.runs import selectors, services
+from webapp.runs import schemas, selectors, services
 from webapp.runs.models import Run, RunStatus
 
 LOG_TAIL_BYTES = 4000
@@ -41,7 +41,7 @@ def run_data(run: Run, *, can_write: bool) -> dict[str, Any]:
         "created_by": run.created_by.username if run.created_by else "", "status": run.status,
         "preset": run.preset, "launcher": run.launcher, "created_at": iso(run.created_at),
         "updated_at": iso(run.updated_at), "last_step": run.last_step,
-        "summary": {k: summary.get(k) for k in ("reward/mean", "accuracy/mean", "response_length/mean")},
+        "summary": {k: summary.get(k) for k in metrics_catalog.RUN_SUMMARY_KEYS},
         "can_launch": selectors.run_can_launch(run=run, can_write=can_write),
         "can_cancel": selectors.run_can_cancel(run=run, can_write=can_write),
         "url": f"/runs/{run.pk}/",
@@ -113,7 +113,7 @@ class RunListApi(APIView):
     @extend_schema(
         parameters=[OpenApiParameter("team", int), OpenApiParameter("status", str), OpenApiParameter("q", str),
                     OpenApiParameter("limit", int), OpenApiParameter("offset", int)],
-        responses=OpenApiTypes.OBJECT, operation_id="runs_list",
+        responses={200: schemas.RunListSerializer, **error_responses(400, 401)}, operation_id="runs_list",
     )
     def get(self, request: Request) -> Response:
         params = request.query_params
@@ -129,7 +129,8 @@ class RunListApi(APIView):
         return Response({"count": qs.count(),
                          "results": [run_data(run, can_write=run.team_id in writable) for run in page]})
 
-    @extend_schema(request=OpenApiTypes.OBJECT, responses={201: OpenApiTypes.OBJECT})
+    @extend_schema(request=schemas.RunCreateRequestSerializer,
+                   responses={201: schemas.RunDetailSerializer, **error_responses(400, 401, 403)})
     def post(self, request: Request) -> Response:
         body = _body(request)
         run = services.run_create(user=request.user, team_id=body.get("team"), name=body.get("name"),
@@ -138,12 +139,12 @@ class RunListApi(APIView):
 
 
 class RunDetailApi(APIView):
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(responses={200: schemas.RunDetailSerializer, **error_responses(401, 404)})
     def get(self, request: Request, run_id: int) -> Response:
         run = selectors.run_get(user=request.user, run_id=run_id)
         return Response(run_detail_data(run, user=request.user))
 
-    @extend_schema(responses={204: None})
+    @extend_schema(responses={204: None, **error_responses(401, 403, 404, 409)})
     def delete(self, request: Request, run_id: int) -> Response:
         run = selectors.run_get(user=request.user, run_id=run_id)
         services.run_delete(user=request.user, run=run)
@@ -151,7 +152,7 @@ class RunDetailApi(APIView):
 
 
 class RunLaunchApi(APIView):
-    @extend_schema(request=None, responses={202: OpenApiTypes.OBJECT})
+    @extend_schema(request=None, responses={202: schemas.RunDetailSerializer, **error_responses(401, 403, 404, 409)})
     def post(self, request: Request, run_id: int) -> Response:
         run = selectors.run_get(user=request.user, run_id=run_id)
         run = services.run_launch(run=run, user=request.user)
@@ -159,7 +160,7 @@ class RunLaunchApi(APIView):
 
 
 class RunCancelApi(APIView):
-    @extend_schema(request=None, responses={202: OpenApiTypes.OBJECT})
+    @extend_schema(request=None, responses={202: schemas.RunDetailSerializer, **error_responses(401, 403, 404, 409)})
     def post(self, request: Request, run_id: int) -> Response:
         run = selectors.run_get(user=request.user, run_id=run_id)
         run = services.run_cancel(run=run, user=request.user)
@@ -167,7 +168,7 @@ class RunCancelApi(APIView):
 
 
 class RunResumeApi(APIView):
-    @extend_schema(request=None, responses={202: OpenApiTypes.OBJECT})
+    @extend_schema(request=None, responses={202: schemas.RunDetailSerializer, **error_responses(401, 403, 404, 409)})
     def post(self, request: Request, run_id: int) -> Response:
         run = selectors.run_get(user=request.user, run_id=run_id)
         run = services.run_resume(run=run, user=request.user)
@@ -175,7 +176,7 @@ class RunResumeApi(APIView):
 
 
 class RunCloneApi(APIView):
-    @extend_schema(request=None, responses={201: OpenApiTypes.OBJECT})
+    @extend_schema(request=None, responses={201: schemas.RunDetailSerializer, **error_responses(401, 403, 404)})
     def post(self, request: Request, run_id: int) -> Response:
         run = selectors.run_get(user=request.user, run_id=run_id)
         clone = services.run_clone(user=request.user, run=run)
@@ -183,7 +184,8 @@ class RunCloneApi(APIView):
 
 
 class RunLogApi(APIView):
-    @extend_schema(parameters=[OpenApiParameter("offset", int)], responses=OpenApiTypes.OBJECT)
+    @extend_schema(parameters=[OpenApiParameter("offset", int, description="byte offset (default 0)")],
+                   responses={200: schemas.RunLogSerializer, **error_responses(400, 401, 404)})
     def get(self, request: Request, run_id: int) -> Response:
         run = selectors.run_get(user=request.user, run_id=run_id)
         offset = int_param(request.query_params, "offset", default=0, lo=0, hi=2**62)
@@ -192,20 +194,22 @@ class RunLogApi(APIView):
 
 
 class ConfigSchemaApi(APIView):
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(responses={200: OpenApiResponse(
+        {"type": "object", "description": "A JSON Schema (draft 2020-12) document."}, description="JSON Schema of RunConfig"),
+                              **error_responses(401)})
     def get(self, request: Request) -> Response:
         return Response(json_schema())
 
 
 class ConfigPresetsApi(APIView):
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(responses={200: schemas.ConfigPresetSerializer(many=True), **error_responses(401)})
     def get(self, request: Request) -> Response:
         return Response([{"name": name, "title": title, "config": preset(name).model_dump(mode="json")}
                          for name, (title, _) in PRESETS.items()])
 
 
 class MetricsCatalogApi(APIView):
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(responses={200: schemas.MetricsCatalogSerializer, **error_responses(401)})
     def get(self, request: Request) -> Response:
         groups = [{"name": name, "title": title} for name, title in metrics_catalog.GROUPS.items()]
         return Response({"metrics": metrics_catalog.as_dicts(), "groups": groups})

@@ -12,7 +12,6 @@ from django.core.cache import cache
 from django.db import Error as DatabaseError
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.permissions import BasePermission
@@ -32,11 +31,12 @@ from webapp.common.errors import (
     error_body,
 )
 from webapp.common.middleware import cache_unavailable
+from webapp.common.schema import error_responses
 from webapp.common.utils import float_param, int_param, loads_lenient
 from webapp.runs.auth import RunTokenAuthentication
 from webapp.runs.models import Run
 from webapp.runs.selectors import run_get
-from webapp.tracking import selectors, services
+from webapp.tracking import schemas, selectors, services
 from webapp.tracking.events import body_may_hold_unstorable
 from webapp.tracking.fipo import fipo_settings
 
@@ -80,7 +80,12 @@ class EventIngestApi(APIView):
         view.login_required = False  # type: ignore[attr-defined]
         return csrf_exempt(view)
 
-    @extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT)
+    @extend_schema(
+        request={"application/json": schemas.TrackingEventList},  # parsed by the view itself (no DRF parser)
+        responses={200: schemas.IngestResultSerializer, **error_responses(400, 401, 403, 413, 429, 503)},
+        description="A batch of tracking events (docs/api-contract.md \"Ingest\"). An event the protocol "
+                    "refuses is answered in `rejected`, the rest of the batch is stored.",
+    )
     def post(self, request: Request, run_id: int) -> HttpResponse:
         return ingest_events(request._request, run_id)
 
@@ -178,9 +183,10 @@ def _read_body(request: HttpRequest) -> bytes:
 
 class RunMetricsApi(APIView):
     @extend_schema(
-        parameters=[OpenApiParameter("keys", str), OpenApiParameter("max_points", int),
-                    OpenApiParameter("step_min", int), OpenApiParameter("step_max", int)],
-        responses=OpenApiTypes.OBJECT,
+        parameters=[OpenApiParameter("keys", str, description="comma-separated metric names (none: list the names)"),
+                    OpenApiParameter("max_points", int), OpenApiParameter("step_min", int),
+                    OpenApiParameter("step_max", int)],
+        responses={200: schemas.RunMetricsResponse, **error_responses(400, 401, 404)},
     )
     def get(self, request: Request, run_id: int) -> Response:
         run = run_get(user=request.user, run_id=run_id)
@@ -203,8 +209,9 @@ class RunMetricsApi(APIView):
 class RunSamplesApi(APIView):
     @extend_schema(
         parameters=[OpenApiParameter("step", int), OpenApiParameter("min_reward", float),
-                    OpenApiParameter("max_reward", float), OpenApiParameter("order", str)],
-        responses=OpenApiTypes.OBJECT,
+                    OpenApiParameter("max_reward", float),
+                    OpenApiParameter("order", str, enum=list(selectors.SAMPLE_ORDERS))],
+        responses={200: schemas.SampleListSerializer, **error_responses(400, 401, 404)},
     )
     def get(self, request: Request, run_id: int) -> Response:
         run = run_get(user=request.user, run_id=run_id)
@@ -225,7 +232,8 @@ class RunSamplePositionsApi(APIView):
     """The per-step position summary, apart from the list: it decodes every sample of the step, and
     the page asks for it after the selected sample is drawn, off the 20k-token render's critical path."""
 
-    @extend_schema(parameters=[OpenApiParameter("step", int)], responses=OpenApiTypes.OBJECT)
+    @extend_schema(parameters=[OpenApiParameter("step", int, description="default: the latest step")],
+                   responses={200: schemas.SamplePositionsSerializer, **error_responses(400, 401, 404)})
     def get(self, request: Request, run_id: int) -> Response:
         run = run_get(user=request.user, run_id=run_id)
         step = int_param(request.query_params, "step", lo=0, hi=2**31)
@@ -236,7 +244,7 @@ class RunSamplePositionsApi(APIView):
 
 
 class SampleDetailApi(APIView):
-    @extend_schema(responses=OpenApiTypes.OBJECT)
+    @extend_schema(responses={200: schemas.SampleDetailSerializer, **error_responses(401, 404)})
     def get(self, request: Request, sample_id: int) -> Response:
         sample = selectors.sample_get(user=request.user, sample_id=sample_id)
         return Response(selectors.sample_detail(sample))
