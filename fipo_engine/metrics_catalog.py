@@ -119,6 +119,11 @@ BY_NAME: dict[str, Metric] = {m.name: m for m in METRICS}
 if len(BY_NAME) != len(METRICS):  # pragma: no cover - guarded by a test too
     raise RuntimeError("duplicate metric name in the catalog")
 
+# The headline metrics a run keeps in its summary (the newest value of each), so that the runs list
+# shows them without reading any series: the ingest writes them (webapp/tracking/services.py), the
+# runs API serves them (webapp/runs/api.py).
+RUN_SUMMARY_KEYS: tuple[str, ...] = ("reward/mean", "accuracy/mean", "response_length/mean")
+
 
 def get(name: str) -> Metric | None:
     return BY_NAME.get(name)

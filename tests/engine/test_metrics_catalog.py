@@ -64,3 +64,8 @@ def test_the_trainer_logs_only_catalog_names() -> None:
     trainer = Path(catalog.__file__).parent / "trainer"
     found = {name for path in trainer.glob("*.py") for name in pattern.findall(path.read_text())}
     assert [n for n in sorted(found) if not catalog.is_known(n)] == []
+
+
+def test_run_summary_keys_are_catalog_metrics() -> None:
+    """The runs list shows these; a renamed metric would leave its column empty without this check."""
+    assert all(catalog.is_known(k) for k in catalog.RUN_SUMMARY_KEYS)

@@ -19,6 +19,7 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.utils import timezone
 
+from fipo_engine.metrics_catalog import RUN_SUMMARY_KEYS
 from webapp.common.auth import token_hash
 from webapp.common.errors import NotAuthenticated, PayloadTooLarge, PermissionDeniedError, ValidationFailed
 from webapp.runs.models import FINAL_STATUSES, Checkpoint, Run, RunStatus
@@ -34,7 +35,6 @@ from webapp.tracking.tiles import ingest_points_sql, refresh_tiles
 logger = logging.getLogger(__name__)
 
 MAX_EVENTS_PER_BATCH = 20_000
-SUMMARY_KEYS = ("reward/mean", "accuracy/mean", "response_length/mean")
 PROMPT_PREVIEW = 300
 
 
@@ -286,7 +286,7 @@ def _store_metrics(run: Run, events: list[Event], pending: list[tuple[str, dict[
         step = event.payload["step"]
         if run.last_step is None or step >= run.last_step:
             run.last_step = step
-            summary.update({k: event.payload["values"][k] for k in SUMMARY_KEYS if k in event.payload["values"]})
+            summary.update({k: event.payload["values"][k] for k in RUN_SUMMARY_KEYS if k in event.payload["values"]})
     run.summary = summary
 
 

@@ -30,6 +30,7 @@ from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import transaction
 from django.utils import timezone
 
+from webapp.common.utils import iso
 from webapp.runs.models import Run, RunTransition
 from webapp.tracking.fastsql import datetime_param, insert_rows, json_param, json_placeholder
 from webapp.tracking.models import StreamItem
@@ -129,7 +130,7 @@ def status_data(transition: RunTransition) -> dict[str, Any]:
         "status": transition.to_status,
         "from": transition.from_status,
         "reason": transition.reason,
-        "at": transition.at.isoformat().replace("+00:00", "Z"),
+        "at": iso(transition.at),
     }
 
 
