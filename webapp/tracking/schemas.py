@@ -118,6 +118,30 @@ class SampleDetailSerializer(serializers.Serializer):
     )
 
 
+# ------------------------------------------------------------------------- protocol catalogs
+class TokenChannelSerializer(serializers.Serializer):
+    """One per-token channel (``fipo_engine.token_channels``): what it means and how it is coloured."""
+
+    name = serializers.CharField(help_text="The key a sample event carries it under.")
+    label = serializers.CharField()
+    meaning = serializers.CharField()
+    unit = serializers.CharField(allow_blank=True)
+    scale = serializers.ChoiceField(choices=["diverging", "sequential"])
+    neutral = serializers.FloatField(help_text="The value drawn white (the colour scale's centre).")
+    palette = serializers.CharField(help_text="An 11-class ColorBrewer palette name, e.g. RdBu.")
+    colour = serializers.BooleanField(help_text="Offered as a colouring on the samples page.")
+    position = serializers.BooleanField(help_text="Summarised by token position (samples/positions/).")
+    loss_output = serializers.CharField(allow_null=True, help_text="The policy loss output that holds it, if any.")
+
+
+class TokenChannelCatalogSerializer(serializers.Serializer):
+    channels = TokenChannelSerializer(many=True, help_text="In display order.")
+
+
+#: A JSON Schema document served as data (``/config/schema``, ``/tracking/schema.json``).
+JSON_SCHEMA_DOCUMENT = {"type": "object", "description": "A JSON Schema (draft 2020-12) document."}
+
+
 # ------------------------------------------------------------------------------------ ingest
 class RejectedEventSerializer(serializers.Serializer):
     seq = serializers.IntegerField(allow_null=True, help_text="null when the event had no valid seq.")
