@@ -36,7 +36,7 @@ from tests.e2e.conftest import (  # noqa: E402
     launch_chromium,
     running_dashboard,
 )
-from webapp.dashboard.synthetic import sample_event  # noqa: E402
+from tests.support.synthetic import sample_event  # noqa: E402
 
 # one key per (group, unit) chart of the run page
 TWELVE_KEYS = ["reward/mean", "accuracy/mean", "advantage/mean_length_weighted", "response_length/mean",

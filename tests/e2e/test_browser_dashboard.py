@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import DashboardServer
-from webapp.dashboard.synthetic import metric_values, sample_event
+from tests.support.synthetic import metric_values, sample_event
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

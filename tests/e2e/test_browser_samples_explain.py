@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests.e2e.conftest import ROOT, DashboardServer
-from webapp.dashboard.synthetic import sample_event
+from tests.support.synthetic import sample_event
 
 # A cot-demo run cut short: what matters here is the shape of its samples, not its accuracy.
 # Dynamic sampling is off so the few steps always keep their groups (40 warm-start steps leave the
@@ -146,7 +146,7 @@ def test_explaining_a_token_of_a_20k_sample_lists_the_top_contributors(page: Any
 
 def test_synthetic_samples_carry_the_log_ratio_they_were_built_from() -> None:
     """The synthetic future-KL is the discounted suffix sum of the log_ratio channel (what the page rebuilds)."""
-    from webapp.dashboard.synthetic import synthetic_sample
+    from tests.support.synthetic import synthetic_sample
 
     s = synthetic_sample(200, seed=1)
     gamma = 2 ** (-1 / 32)

@@ -10,6 +10,7 @@ from django.db import connection
 from django.db.models import QuerySet
 from django.db.models.functions import Substr
 
+from fipo_engine import token_channels
 from webapp.accounts.models import User
 from webapp.accounts.selectors import user_team_ids
 from webapp.common.errors import NotFound
@@ -23,7 +24,8 @@ SAMPLE_ORDERS = {"length": ("length", "index"), "-length": ("-length", "index"),
 MAX_SAMPLES_LISTED = 1000
 #: The per-step position summary has at most this many points (token positions are bucketed).
 POSITION_BUCKETS = 128
-POSITION_CHANNELS = ("future_kl", "influence")
+#: The channels averaged by token position (the catalog flags them).
+POSITION_CHANNELS = token_channels.POSITION_NAMES
 
 # Min/max-preserving buckets in one GROUP BY over a mix of sources: the raw points at the ragged
 # ends of the range and, in between, whole tiles (webapp.tracking.tiles) when a bucket spans at

@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from fipo_engine import token_channels
 from fipo_engine.metrics_catalog import is_known
 
 # OpenRLHF 0.11.2 status keys -> our metric catalog names (first key present wins).
@@ -53,7 +54,9 @@ OPENRLHF_METRICS: dict[str, tuple[str, ...]] = {
     "timing/step_s": ("timing/step_total",),
 }
 LOSS_METRIC_PREFIX = "fipo:"  # our loss metrics ride in OpenRLHF's status dict under this prefix
-SAMPLE_CHANNELS = ("logprob", "old_logprob", "ratio", "future_kl", "influence", "advantage", "weighted_advantage")
+#: The per-token channels sent with each sample (catalog order): OpenRLHF computes no entropy for
+#: the loss, and without ``log_ratio`` the samples page rebuilds it from logprob − old_logprob.
+SAMPLE_CHANNELS = token_channels.names(exclude=("log_ratio", "entropy"))
 
 
 def _number(value: Any) -> float | None:
@@ -168,6 +171,7 @@ def collect_samples(*, sequences: Any, action_mask: Any, attention_mask: Any, ou
     """
     t_len = action_mask.shape[1]
     offset = sequences.shape[1] - t_len
+    from_loss = token_channels.loss_outputs()  # channel -> PolicyLossOutput attribute
     samples = []
     for i in range(min(k, sequences.shape[0])):
         mask = action_mask[i].bool()
@@ -176,11 +180,9 @@ def collect_samples(*, sequences: Any, action_mask: Any, attention_mask: Any, ou
                                              strict=True) if m]
         response_ids = [int(t) for t, m in zip(sequences[i, -t_len:].tolist(), mask.tolist(), strict=True) if m]
         reward = _number(rewards[i]) if rewards is not None else None
-        channels = {
-            "logprob": log_probs[i], "old_logprob": old_log_probs[i], "ratio": output.ratio[i],
-            "future_kl": output.future_kl[i], "influence": output.influence_weights[i],
-            "advantage": advantages[i], "weighted_advantage": output.weighted_advantages[i],
-        }
+        before_loss = {"logprob": log_probs[i], "old_logprob": old_log_probs[i], "advantage": advantages[i]}
+        channels = {name: before_loss[name] if name in before_loss else getattr(output, from_loss[name])[i]
+                    for name in SAMPLE_CHANNELS}
         samples.append({
             "prompt": decode(prompt_ids), "response": decode(response_ids), "reward": reward,
             "correct": None if reward is None else reward > 0, "tokens": tokens(response_ids),

@@ -10,25 +10,33 @@
 //   reads one bounding box, then writes (no layout thrash);
 // - the strip chart is one canvas, one pixel column per bucket of tokens.
 
-/** ColorBrewer RdBu (11 classes), reversed: index 0 = far below neutral (blue), 10 = far above (red). */
-export const PALETTE = ["#053061", "#2166ac", "#4393c3", "#92c5de", "#d1e5f0", "#f7f7f7",
-  "#fddbc7", "#f4a582", "#d6604d", "#b2182b", "#67001f"];
+import { api } from "./api.js";
+
+/** 11-class ColorBrewer palettes a channel of the catalog may name, index 0 = far below neutral.
+ * RdBu reversed: blue below, red above (the token classes b0..b10 in app.css draw these colours). */
+export const PALETTES = {
+  RdBu: ["#053061", "#2166ac", "#4393c3", "#92c5de", "#d1e5f0", "#f7f7f7",
+    "#fddbc7", "#f4a582", "#d6604d", "#b2182b", "#67001f"],
+};
+export const PALETTE = PALETTES.RdBu;
 const MID = 5;
 
-/** Colour channels: neutral value (white) and what the colours mean. */
-export const CHANNELS = {
-  future_kl: { label: "future-KL", neutral: 0, help: "Discounted sum of future log-ratios (red: the policy moved up on what follows)." },
-  influence: { label: "influence weight", neutral: 1, help: "FIPO weight exp(F) after clipping (red: > 1, amplified)." },
-  advantage: { label: "advantage", neutral: 0, help: "Outcome advantage of the token (red: reinforced, blue: penalised)." },
-  weighted_advantage: { label: "weighted advantage", neutral: 0, help: "Advantage × influence weight: what the update uses." },
-  ratio: { label: "ratio", neutral: 1, help: "Importance ratio π/π_old (red: > 1)." },
-  log_ratio: { label: "log-ratio", neutral: 0, help: "Clamped log π − log π_old: what future-KL sums (red: the policy moved up)." },
-  logprob: { label: "logprob", neutral: 0, help: "Log-probability under the current policy (blue: surprising tokens)." },
-  old_logprob: { label: "old logprob", neutral: 0, help: "Log-probability under the sampling policy." },
-  entropy: { label: "entropy", neutral: 0, help: "Entropy of the next-token distribution (red: uncertain)." },
-};
-/** Channels offered as colourings, in order (old_logprob shows in the tooltip only). */
-export const COLOUR_CHANNELS = ["future_kl", "influence", "advantage", "weighted_advantage", "ratio", "log_ratio", "logprob", "entropy"];
+let channelCatalog = null;
+/**
+ * The per-token channel catalog (GET /api/v1/tracking/channels, fipo_engine/token_channels.py):
+ * `{byName: Map(name -> {name, label, meaning, unit, scale, neutral, palette, colour}), colour: [names]}`
+ * where `colour` lists the channels offered as colourings, in the catalog's order (the first is the default).
+ */
+export function loadChannels() {
+  if (!channelCatalog) {
+    channelCatalog = api("tracking/channels").then((raw) => {
+      const list = raw.channels || [];
+      return { byName: new Map(list.map((c) => [c.name, c])), colour: list.filter((c) => c.colour).map((c) => c.name) };
+    });
+    channelCatalog.catch(() => { channelCatalog = null; });  // a failed load is retried by the next caller
+  }
+  return channelCatalog;
+}
 
 const ESC = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" };
 const escapeHtml = (s) => s.replace(/[&<>"]/g, (c) => ESC[c]);
@@ -72,10 +80,12 @@ const showWs = (t) => t.replace(/ /g, "␣").replace(/\n/g, "↵").replace(/\t/g
 export class TokenHeatmap {
   /**
    * @param {{tokens: HTMLElement, strip: HTMLCanvasElement, legend: HTMLElement, tooltip: HTMLElement}} els
-   * @param {{onSelect?: (i: number) => void}} hooks onSelect: a token was clicked or got keyboard focus
+   * @param {{onSelect?: (i: number) => void, catalog: {byName: Map, colour: string[]}}} hooks onSelect: a
+   *   token was clicked or got keyboard focus; catalog: the channel catalog (`loadChannels()`)
    */
-  constructor(els, hooks = {}) {
+  constructor(els, hooks) {
     this.els = els;
+    this.catalog = hooks.catalog;
     this.onSelect = hooks.onSelect || (() => {});
     this.marked = [];
     this.tokens = [];
@@ -109,9 +119,14 @@ export class TokenHeatmap {
     this.resizeObs.observe(els.strip);
   }
 
+  /** The catalog entry of a channel (undefined for a channel the catalog does not know). */
+  spec(name) {
+    return this.catalog.byName.get(name);
+  }
+
   /** Available colour channels of the loaded sample. */
   available() {
-    return COLOUR_CHANNELS.filter((c) => Array.isArray(this.channels[c]) && this.channels[c].length);
+    return this.catalog.colour.filter((c) => Array.isArray(this.channels[c]) && this.channels[c].length);
   }
 
   /**
@@ -152,7 +167,7 @@ export class TokenHeatmap {
   computeBins() {
     const n = this.tokens.length;
     this.bins = new Int8Array(n).fill(-1);
-    const spec = CHANNELS[this.channel];
+    const spec = this.spec(this.channel);
     const values = this.channel ? this.channels[this.channel] : null;
     if (!spec || !values) { this.scale = 1; return; }
     this.scale = scaleOf(values, spec.neutral);
@@ -265,7 +280,7 @@ export class TokenHeatmap {
       .map((c) => {
         const v = this.channels[c][i];
         const txt = v === null || v === undefined ? "–" : Math.abs(v) >= 1e4 || (v !== 0 && Math.abs(v) < 1e-3) ? v.toExponential(3) : v.toFixed(4);
-        return `<tr class="${c === this.channel ? "active" : ""}"><td>${escapeHtml((CHANNELS[c] || { label: c }).label)}</td><td>${txt}</td></tr>`;
+        return `<tr class="${c === this.channel ? "active" : ""}"><td>${escapeHtml((this.spec(c) || { label: c }).label)}</td><td>${txt}</td></tr>`;
       }).join("");
     tip.innerHTML = `<div>token ${i + 1} of ${this.tokens.length} <span class="tok">${escapeHtml(showWs(this.tokens[i]))}</span></div><table>${rows}</table>`;
     tip.hidden = false;
@@ -283,7 +298,7 @@ export class TokenHeatmap {
 
   drawLegend() {
     const el = this.els.legend;
-    const spec = CHANNELS[this.channel];
+    const spec = this.spec(this.channel);
     if (!spec) { el.textContent = "This sample carries no per-token channels."; return; }
     const lo = spec.neutral - this.scale, hi = spec.neutral + this.scale;
     const f = (v) => (Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs(v) >= 1 ? v.toFixed(2) : v.toPrecision(2));
@@ -291,14 +306,14 @@ export class TokenHeatmap {
     const bar = document.createElement("div");
     bar.className = "bar";
     bar.setAttribute("aria-hidden", "true");
-    for (const c of PALETTE) { const s = document.createElement("span"); s.style.background = c; bar.append(s); }
+    for (const c of PALETTES[spec.palette] || PALETTE) { const s = document.createElement("span"); s.style.background = c; bar.append(s); }
     const wrap = document.createElement("div");
     const ticks = document.createElement("div");
     ticks.className = "ticks";
     ticks.innerHTML = `<span>≤ ${f(lo)}</span><span>${f(spec.neutral)}</span><span>≥ ${f(hi)}</span>`;
     wrap.append(bar, ticks);
     const text = document.createElement("span");
-    text.textContent = `${spec.label}: ${spec.help} Scale clipped at the 99th percentile of |x − ${spec.neutral}|; grey text = no value.`;
+    text.textContent = `${spec.label}: ${spec.meaning} Scale clipped at the 99th percentile of |x − ${spec.neutral}|; grey text = no value.`;
     el.append(wrap, text);
   }
 
@@ -312,7 +327,7 @@ export class TokenHeatmap {
     const ctx = c.getContext("2d");
     ctx.clearRect(0, 0, W, H);
     const n = this.tokens.length;
-    const spec = CHANNELS[this.channel];
+    const spec = this.spec(this.channel);
     const values = spec && this.channels[this.channel];
     ctx.fillStyle = "#c9d1dc";
     ctx.fillRect(0, Math.floor(H / 2), W, 1);
@@ -332,7 +347,7 @@ export class TokenHeatmap {
       const d = Math.max(-1, Math.min(1, (values[best] - spec.neutral) / this.scale));
       const bin = MID + Math.round(d * MID);
       const len = Math.max(1, Math.abs(d) * (H / 2 - 1));
-      ctx.fillStyle = bin === MID ? "#c9d1dc" : PALETTE[bin];
+      ctx.fillStyle = bin === MID ? "#c9d1dc" : (PALETTES[spec.palette] || PALETTE)[bin];
       if (d >= 0) ctx.fillRect(x, H / 2 - len, 1, len);
       else ctx.fillRect(x, H / 2, 1, len);
     }

@@ -4,7 +4,7 @@
 
 import { api, bootstrap, ApiError } from "../api.js";
 import { h, fmt, showState, setQuery } from "../dom.js";
-import { TokenHeatmap, CHANNELS } from "../heatmap.js";
+import { TokenHeatmap, loadChannels } from "../heatmap.js";
 import { explainToken, minibatchLabel } from "../explain.js";
 import { renderPositionSummary } from "../positions.js";
 
@@ -21,7 +21,7 @@ const params = new URLSearchParams(location.search);
 let steps = [];
 let step = boot.step ?? null;
 let sampleId = boot.sample ?? null;
-let channel = params.get("channel") || "future_kl";
+let channel = params.get("channel") || null;  // null: the catalog's first colouring the sample has
 let heatmap = null;
 let fipo = null;  // the run's FIPO settings (samples API `fipo`): what a token explanation needs
 const summaryBox = document.getElementById("position-summary");
@@ -102,7 +102,8 @@ function markSelected() {
   for (const tr of listBox.querySelectorAll("tr[data-sample]")) tr.classList.toggle("selected", Number(tr.dataset.sample) === sampleId);
 }
 
-// A bookmarked ?sample= starts loading at once, beside the list (the two requests overlap).
+// The channel catalog and a bookmarked ?sample= start loading at once, beside the list (the requests overlap).
+loadChannels().catch(() => {});
 let prefetch = sampleId !== null ? { id: sampleId, promise: api(`samples/${sampleId}/`) } : null;
 if (prefetch) prefetch.promise.catch(() => {});
 
@@ -117,6 +118,8 @@ async function openSample(id) {
   const pending = prefetch && prefetch.id === id ? prefetch.promise : api(`samples/${id}/`);
   prefetch = null;
   try { s = await pending; } catch (exc) { showState(body, "error", "Could not load the sample.", exc.message); return; }
+  let catalog;
+  try { catalog = await loadChannels(); } catch (exc) { showState(body, "error", "Could not load the channel catalog.", exc.message); return; }
   if (seq !== openSeq) return;
   document.getElementById("sample-h").textContent = `Sample ${s.index} of step ${s.step}`;
   const channelBar = h("div.channels", { role: "group", "aria-label": "Colour tokens by" });
@@ -133,14 +136,14 @@ async function openSample(id) {
     h("h3", { style: "margin-top:.6rem" }, "Prompt"), h("pre.prompt", {}, s.prompt || ""),
     h("h3", {}, "Response tokens"), channelBar, legend, strip, explain, h("div", { style: "height:.5rem" }), tokens);
   heatmap = new TokenHeatmap({ tokens, strip, legend, tooltip: document.getElementById("token-tip") },
-    { onSelect: (i) => { if (!keepExplanation) explainAt(explain, s, i); } });
+    { onSelect: (i) => { if (!keepExplanation) explainAt(explain, s, i); }, catalog });
   const t0 = performance.now();
   const done = heatmap.setSample({ tokens: s.tokens || [], channels: s.channels || {} }, channel);
   const avail = heatmap.available();
   channel = heatmap.channel || channel;
   for (const c of avail) {
-    channelBar.append(h("button.small", { type: "button", "data-channel": c, "aria-pressed": String(c === channel), title: CHANNELS[c].help,
-      onclick: () => pickChannel(c) }, CHANNELS[c].label));
+    channelBar.append(h("button.small", { type: "button", "data-channel": c, "aria-pressed": String(c === channel), title: heatmap.spec(c).meaning,
+      onclick: () => pickChannel(c) }, heatmap.spec(c).label));
   }
   if (!avail.length) channelBar.append(h("span.muted.small", {}, "This sample carries no per-token channels; tokens are shown uncoloured."));
   performance.mark("fipo:sample-fetched");

@@ -1,6 +1,7 @@
 """Synthetic but realistic-looking samples and metric streams for the browser tests and benches.
 
-A chain of thought of ``n`` tokens with every per-token channel the trainer sends, computed the way
+A chain of thought of ``n`` tokens with every per-token channel of the catalog
+(``fipo_engine.token_channels``, in its order), computed the way
 the trainer computes them (ratio = exp(logprob - old_logprob); future-KL = discounted suffix sum of
 the log-ratio with half-life tau; influence = exp(F) clipped to [1, 1.2]; weighted advantage =
 advantage x influence), so the heatmap shows the structure real runs have: long smooth stretches,
@@ -12,6 +13,8 @@ from __future__ import annotations
 import math
 import random
 from typing import Any
+
+from fipo_engine import token_channels
 
 _WORDS = ("the", "so", "we", "get", "let", "x", "=", "+", "-", "*", "2", "3", "7", "10", "sum", "of", "is",
           "then", "check", "wait", "answer", "square", "root", "factor", "\\frac{1}{2}", "(", ")", ",", ".",
@@ -41,8 +44,7 @@ def synthetic_sample(n_tokens: int, *, seed: int = 0, tau: float = 32.0) -> dict
         future_kl[j] = acc
     advantage = 1.0 if seed % 2 == 0 else -1.0
     influence = [min(1.2, max(1.0, math.exp(f))) for f in future_kl]
-    sample = {
-        "tokens": tokens,
+    computed: dict[str, list[float | None]] = {
         "logprob": logprob,
         "old_logprob": old_lp,
         "log_ratio": log_ratio,
@@ -54,8 +56,11 @@ def synthetic_sample(n_tokens: int, *, seed: int = 0, tau: float = 32.0) -> dict
         "entropy": [abs(rng.gauss(0.8, 0.5)) for _ in range(n_tokens)],
     }
     # the last position carries no old log-prob (e.g. an EOS the sampler did not score)
-    sample["old_logprob"][-1] = None
-    return sample
+    computed["old_logprob"][-1] = None
+    missing = set(token_channels.NAMES) - computed.keys()
+    if missing:  # a channel added to the catalog needs a synthetic version here too
+        raise KeyError(f"no synthetic values for catalog channels {sorted(missing)}")
+    return {"tokens": tokens, **{name: computed[name] for name in token_channels.NAMES}}
 
 
 def sample_event(seq: int, *, step: int, index: int, n_tokens: int, seed: int = 0) -> dict[str, Any]:
