@@ -445,6 +445,19 @@ def _sample_detail(w: World, c: Checker) -> None:
     assert c.call(w.oscar, "GET", f"/api/v1/samples/{w.sample_id}/").status_code == 404
 
 
+@scenario("GET", "/tracking/schema.json")
+def _tracking_schema(w: World, c: Checker) -> None:
+    assert c.call(w.alice, "GET", "/api/v1/tracking/schema.json").json()["type"] == "array"
+    c.call(w.anonymous, "GET", "/api/v1/tracking/schema.json", valid_request=False)
+
+
+@scenario("GET", "/tracking/channels")
+def _token_channels(w: World, c: Checker) -> None:
+    names = [ch["name"] for ch in c.call(w.alice, "GET", "/api/v1/tracking/channels").json()["channels"]]
+    assert "future_kl" in names
+    c.call(w.anonymous, "GET", "/api/v1/tracking/channels", valid_request=False)
+
+
 # leaderboards
 @scenario("GET", "/leaderboards/")
 def _boards(w: World, c: Checker) -> None:
