@@ -135,7 +135,7 @@ def test_the_fuzz_covers_every_write_route() -> None:
                 "samples/<int:sample_id>/", "teams/", "config/schema", "config/presets", "metrics/catalog",
                 "schema/", "leaderboards/", "leaderboards/<str:benchmark>/", "^", "benchmarks/<int:benchmark_id>/",
                 "eval-jobs/", "eval-jobs/<int:job_id>/", "leaderboards/compare/", "leaderboards/entries/<int:entry_id>/",
-                "runs/<int:run_id>/samples/positions/"}
+                "runs/<int:run_id>/samples/positions/", "tracking/schema.json", "tracking/channels"}
     assert _api_routes() - readonly == set(WRITE_ROUTES), "add new write routes to the fuzz suite"
 
 
