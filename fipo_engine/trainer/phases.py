@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from fipo_engine import token_channels as token_channel_catalog
 from fipo_engine.algorithms import outcome_advantages, policy_loss
 from fipo_engine.algorithms.losses import PolicyLossOutput
 from fipo_engine.config import RunConfig, TrainerConfig
@@ -49,11 +50,10 @@ log = logging.getLogger("fipo.trainer")
 UNDERFILL_LOG_EVERY = 10  # steps between two "batch not filled" log lines
 
 #: The per-token channels a logged sample takes from the policy loss: sample-viewer channel name ->
-#: ``PolicyLossOutput`` field. ``log_ratio`` is the clamped δ the loss used: the samples page rebuilds
+#: ``PolicyLossOutput`` field, from the channel catalog (fipo_engine/token_channels.py). ``log_ratio`` is the clamped δ the loss used: the samples page rebuilds
 #: F_t from it (float16 logprobs are too coarse for their difference to do that). The loop adds
 #: ``logprob``, ``old_logprob``, ``advantage`` and ``entropy`` before these.
-LOSS_CHANNELS: dict[str, str] = {"ratio": "ratio", "log_ratio": "log_ratio", "future_kl": "future_kl",
-                                 "influence": "influence_weights", "weighted_advantage": "weighted_advantages"}
+LOSS_CHANNELS: dict[str, str] = token_channel_catalog.loss_outputs()
 
 
 def check_stop(run: Run, rng: dict[str, Any] | None = None) -> None:

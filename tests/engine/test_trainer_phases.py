@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import torch
 
+from fipo_engine import token_channels as token_channel_catalog
 from fipo_engine.algorithms import policy_loss
 from fipo_engine.algorithms.losses import PolicyLossOutput
 from fipo_engine.data import Problem
@@ -46,8 +47,8 @@ def test_token_channels_are_the_sample_viewers_in_order() -> None:
     adv, mask = torch.ones(2, 3), torch.ones(2, 3)
     out = policy_loss("fipo", log_prob, old, adv, mask)
     channels = phases.token_channels(out, log_prob, old, adv, torch.zeros(2, 3), 1)
-    assert list(channels) == ["logprob", "old_logprob", "advantage", "entropy", "ratio", "log_ratio", "future_kl",
-                              "influence", "weighted_advantage"]
+    assert list(channels) == ["logprob", "old_logprob", "advantage", "entropy", *token_channel_catalog.loss_outputs()]
+    assert set(channels) == {c.name for c in token_channel_catalog.CHANNELS}  # the trainer fills every channel
     assert all(v.shape == (3,) and v.dtype == torch.float32 and not v.requires_grad for v in channels.values())
     assert torch.allclose(channels["ratio"], out.ratio[1])
 
