@@ -160,7 +160,7 @@ def main() -> None:
         sample_rows = []
         load_ms, heat_ms, switch_ms, naive_ms, first_ms, explain_ms, naive_explain_ms = [], [], [], [], [], [], []
         for _ in range(args.reps):
-            page.goto(f"/runs/{run['id']}/samples/?step=1&sample={sample_id}")
+            page.goto(f"/runs/{run['id']}/samples/?step=1&sample={sample_id}&probe=1")   # probe: the render marks
             page.wait_for_selector(f"#tokens[data-rendered='{args.tokens}']")
             load_ms.append(page.evaluate("() => performance.now()"))
             sample_breakdown = page.evaluate(BREAKDOWN_JS)
@@ -207,11 +207,11 @@ def main() -> None:
             run = server.create_run(f"bench charts {points}")
             token = server.start_runs(run["id"])[run["id"]]
             ingest_s = post_metrics(server, run["id"], token, points)
-            page.goto(f"/runs/{run['id']}/")   # warm-up (plotly.js into the cache), not measured
+            page.goto(f"/runs/{run['id']}/?probe=1")   # warm-up (plotly.js into the cache), not measured
             page.wait_for_function("() => document.body.dataset.chartsReady === '12'")
             times = []
             for _ in range(args.reps):
-                page.goto(f"/runs/{run['id']}/")
+                page.goto(f"/runs/{run['id']}/?probe=1")   # probe: the render marks in the breakdown
                 page.wait_for_function("() => document.body.dataset.chartsReady === '12'")
                 times.append(page.evaluate("() => performance.now()"))
                 breakdowns[points] = page.evaluate(BREAKDOWN_JS)

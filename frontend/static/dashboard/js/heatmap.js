@@ -11,6 +11,7 @@
 // - the strip chart is one canvas, one pixel column per bucket of tokens.
 
 import { api } from "./api.js";
+import { probeMark } from "./probe.js";
 
 /** 11-class ColorBrewer palettes a channel of the catalog may name, index 0 = far below neutral.
  * RdBu reversed: blue below, red above (the token classes b0..b10 in app.css draw these colours). */
@@ -204,7 +205,7 @@ export class TokenHeatmap {
         do frag.append(buildChunk(bounds[next++]));
         while (next < bounds.length && performance.now() - t0 < budget);
         root.append(frag);
-        if (next === 1 || next === bounds.length) performance.mark(next === 1 ? "fipo:first-chunk" : "fipo:all-chunks");
+        if (next === 1 || next === bounds.length) probeMark(next === 1 ? "fipo:first-chunk" : "fipo:all-chunks");
         if (next < bounds.length) requestAnimationFrame(step);
         else { root.dataset.rendered = String(this.tokens.length); resolve(true); }
       };

@@ -1,4 +1,5 @@
-// The one test hook for timing measurements (bench/browser_latency.py), off unless asked for.
+// The one test hook for timing measurements (bench/browser_latency.py, bench/browser_render.py),
+// off unless asked for.
 //
 // Open a page with `?probe=1` in its URL and it records, in `window.__fipoProbe`:
 // - `arrivals`: the wall-clock time (Date.now(), the bench's clock too) of every websocket message;
@@ -33,4 +34,17 @@ export function probeDraws(arrived, via) {
     shownStep.set(spec, step);
     probe.draws.push([spec.key, step, t, via]);
   }
+}
+
+/**
+ * A named moment of a page's render (a User Timing mark, read by bench/browser_render.py), only
+ * with ?probe=1.
+ */
+export function probeMark(name) {
+  if (probe) performance.mark(name);
+}
+
+/** Record how long an element took to render, as `data-render-ms` on it, only with ?probe=1. */
+export function probeRenderMs(el, ms) {
+  if (probe) el.dataset.renderMs = String(Math.round(ms));
 }

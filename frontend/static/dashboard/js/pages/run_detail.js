@@ -8,6 +8,7 @@ import { LiveStream } from "../live.js";
 import { SeriesChart } from "../charts.js";
 import { loadCatalog, planCharts } from "../catalog.js";
 import { EvalPanel } from "../evaljobs.js";
+import { probeMark } from "../probe.js";
 
 const boot = bootstrap();
 const runId = boot.run_id;
@@ -258,9 +259,9 @@ async function main() {
   render();
   evals.load();
   const { keys } = await keysPromise;
-  performance.mark("fipo:snapshot");
+  probeMark("fipo:snapshot");
   await buildCharts(keys || []);
-  performance.mark("fipo:charts");
+  probeMark("fipo:charts");
   stream = new LiveStream(`/ws/runs/${runId}/`, {
     after: typeof run.stream_pos === "number" ? run.stream_pos : null, onItem,
     onGone: () => showState(root, "error", "Run not found.", "The live stream was refused for this run."),

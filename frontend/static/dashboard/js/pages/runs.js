@@ -128,7 +128,8 @@ function onItem(item) {
     const known = rows.get(id);
     const v = data.values || {};
     const summary = { ...(known.run.summary || {}) };
-    for (const k of ["reward/mean", "accuracy/mean", "response_length/mean"]) if (k in v) summary[k] = v[k];
+    // The API's summary carries every key the list shows (metrics_catalog.RUN_SUMMARY_KEYS): follow those.
+    for (const k of Object.keys(summary)) if (k in v) summary[k] = v[k];
     upsert({ id, last_step: Math.max(known.run.last_step ?? -1, data.step ?? -1), summary });
   }
 }

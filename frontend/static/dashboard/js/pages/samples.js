@@ -7,6 +7,7 @@ import { h, fmt, showState, setQuery } from "../dom.js";
 import { TokenHeatmap, loadChannels } from "../heatmap.js";
 import { explainToken, minibatchLabel } from "../explain.js";
 import { renderPositionSummary } from "../positions.js";
+import { probeMark, probeRenderMs } from "../probe.js";
 
 const boot = bootstrap();
 const runId = boot.run_id;
@@ -146,10 +147,10 @@ async function openSample(id) {
       onclick: () => pickChannel(c) }, heatmap.spec(c).label));
   }
   if (!avail.length) channelBar.append(h("span.muted.small", {}, "This sample carries no per-token channels; tokens are shown uncoloured."));
-  performance.mark("fipo:sample-fetched");
+  probeMark("fipo:sample-fetched");
   await done;
-  performance.mark("fipo:heatmap");
-  if (seq === openSeq) body.dataset.renderMs = String(Math.round(performance.now() - t0));
+  probeMark("fipo:heatmap");
+  if (seq === openSeq) probeRenderMs(body, performance.now() - t0);
 }
 
 const num = (v, d = 4) => (v === null || v === undefined ? "–" : Math.abs(v) !== 0 && Math.abs(v) < 1e-3 ? v.toExponential(2) : v.toFixed(d));
