@@ -16,12 +16,20 @@ import copy
 import json
 import math
 from collections.abc import Callable, Mapping
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from fipo_engine.algorithms.config import PolicyLossConfig
+from fipo_engine.algorithms.config import FIPO_7B_LOSS, PolicyLossConfig
+from fipo_engine.registry import (
+    ADVANTAGE_ESTIMATORS,
+    DATA_SOURCES,
+    GRADERS,
+    LAUNCHERS,
+    POLICY_LOSSES,
+    RegistryName,
+)
 
 SCHEMA_VERSION = 1
 
@@ -41,51 +49,23 @@ class _Frozen(BaseModel):
 
 
 # ----------------------------------------------------------------------------------------- algorithm
-def _registry_names(kind: str) -> list[str]:
-    """Valid names from the algorithm registries, so the JSON Schema (and the web form's selects)
-    lists exactly what the validators accept, with no second list to keep in sync."""
-    from fipo_engine.algorithms.config import _known, _known_estimators
-
-    return _known_estimators() if kind == "estimator" else _known(kind)
-
-
+# Every field that names a registry entry is ``Annotated[str, RegistryName(REGISTRY)]``: the registry
+# is the one list of valid names, for validation and for the JSON Schema's ``enum`` (fipo_engine/registry.py).
 class AlgorithmConfig(_Frozen):
     """Which outcome advantage and policy loss to use, and their hyper-parameters."""
 
-    advantage_estimator: str = Field(
+    advantage_estimator: Annotated[str, RegistryName(ADVANTAGE_ESTIMATORS)] = Field(
         "grpo",
         description="Outcome advantage: grpo (group-normalised with unbiased std, the recipe), dr_grpo "
         "(no std division), rloo (leave-one-out baseline).",
-        json_schema_extra=lambda schema: schema.update(enum=_registry_names("estimator")),
     )
-    policy_loss: str = Field(
+    policy_loss: Annotated[str, RegistryName(POLICY_LOSSES)] = Field(
         "fipo",
         description="Policy loss: fipo (future-KL influence weights), dapo (clip-higher + dual clip), ppo.",
-        json_schema_extra=lambda schema: schema.update(enum=_registry_names("loss")),
     )
     loss: PolicyLossConfig = Field(default_factory=PolicyLossConfig, description="Loss hyper-parameters.")
     kl_coef: float = Field(0.0, ge=0.0, description="KL penalty coefficient (recipe 0: no reference model).")
     entropy_coeff: float = Field(0.0, ge=0.0, description="Entropy bonus coefficient (recipe 0).")
-
-    @field_validator("advantage_estimator")
-    @classmethod
-    def _check_estimator(cls, value: str) -> str:
-        from fipo_engine.algorithms.config import _known_estimators
-
-        valid = _known_estimators()
-        if value not in valid:
-            raise ValueError(f"unknown advantage_estimator {value!r}; valid: {', '.join(valid)}")
-        return value
-
-    @field_validator("policy_loss")
-    @classmethod
-    def _check_loss(cls, value: str) -> str:
-        from fipo_engine.algorithms.config import _known
-
-        valid = _known("loss")
-        if value not in valid:
-            raise ValueError(f"unknown policy_loss {value!r}; valid: {', '.join(valid)}")
-        return value
 
 
 # --------------------------------------------------------------------------------------------- model
@@ -147,7 +127,7 @@ def _check_plain_json(value: Any, depth: int = 0) -> None:
 class DataConfig(_Frozen):
     """Training and evaluation prompts. Nothing is downloaded: tasks are generated or read from files."""
 
-    source: Literal["reasoning_gym", "file", "champ", "chain_sum"] = Field(
+    source: Annotated[str, RegistryName(DATA_SOURCES)] = Field(
         "reasoning_gym",
         description="reasoning_gym: a procedural task generator; file: JSONL/Parquet given by path (DAPO-Math "
         "layout or problem/answer columns); champ: the 270 CHAMP competition problems; chain_sum: built-in "
@@ -222,7 +202,7 @@ class OverlongBufferConfig(_Frozen):
 class RewardConfig(_Frozen):
     """How responses are scored."""
 
-    name: str = Field(
+    name: Annotated[str, RegistryName(GRADERS)] = Field(
         "math",
         description="Grader: math (math-verify on the final boxed answer, +1/-1 as the recipe), "
         "reasoning_gym (the task's own score_answer), reasoning_gym_last_number (the same, reading the last "
@@ -324,7 +304,7 @@ class RayLauncherConfig(_Frozen):
 class LauncherConfig(_Frozen):
     """Where the run executes."""
 
-    backend: Literal["local", "ray"] = Field(
+    backend: Annotated[str, RegistryName(LAUNCHERS)] = Field(
         "local", description="local: a `fipo train` subprocess of the worker; ray: a Ray Jobs submission."
     )
     ray: RayLauncherConfig = Field(default_factory=RayLauncherConfig, description="Ray settings.")
@@ -375,7 +355,7 @@ def _fipo_7b() -> dict[str, Any]:
     """Paper's 7B pilot (Table 3): Qwen2.5-7B-Math, G=32, weights [0.8, 1.2], safety 3, 10240/2048."""
     cfg = _fipo_32b()
     cfg["model"]["path"] = "Qwen/Qwen2.5-Math-7B"
-    cfg["algorithm"] = {"loss": {"future_kl_clip_high_only": False, "safety_thresh": 3.0}}
+    cfg["algorithm"] = {"loss": dict(FIPO_7B_LOSS)}
     cfg["rollout"] = {"backend": "vllm", "n": 32, "max_new_tokens": 10240}
     cfg["reward"] = {"overlong_buffer": {"length": 2048}}
     cfg["launcher"]["ray"]["num_nodes"] = 1
@@ -598,21 +578,3 @@ def _deep_merge(defaults: dict[str, Any], data: Mapping[str, Any]) -> dict[str, 
 def json_schema() -> dict[str, Any]:
     """JSON Schema of ``RunConfig`` (what the web form renders and the API documents)."""
     return RunConfig.model_json_schema()
-
-
-def diff_configs(a: RunConfig, b: RunConfig) -> dict[str, tuple[Any, Any]]:
-    """Dotted paths whose values differ between two configs (for the compare page)."""
-    flat_a, flat_b = flatten(a.model_dump(mode="json")), flatten(b.model_dump(mode="json"))
-    return {k: (flat_a.get(k), flat_b.get(k)) for k in sorted(set(flat_a) | set(flat_b)) if flat_a.get(k) != flat_b.get(k)}
-
-
-def flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists and empty dicts are leaves."""
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, dict) and value:
-            out.update(flatten(value, f"{path}."))
-        else:
-            out[path] = value
-    return out

@@ -9,20 +9,19 @@ Entry points (other areas and external checks call exactly these):
 - ``aggregate_loss(loss_mat, mask, mode)``  (token-mean, seq-mean-token-sum, seq-mean-token-mean,
   seq-mean-token-sum-norm)
 
-Importing this package imports every module, so the registries below are always complete
-(``PolicyLossConfig``'s validators rely on that). ``registry`` and ``config`` import none of the
-other modules at import time, so there is no import cycle.
+The registries are declared in ``fipo_engine.registry`` (a leaf module, so the run config can
+read them without an import cycle) and filled by the modules here; a registry imports its module
+the first time it is read, so it is complete whichever is imported first.
 """
 
-# Every module, so the registries are complete. Note: the attribute ``future_kl`` of this package
-# is the function below, not the module; import helpers with ``from ...future_kl import name``.
-from fipo_engine.algorithms import advantages, aggregation, losses, metrics  # noqa: F401
+# Note: the attribute ``future_kl`` of this package is the function below, not the module; import
+# helpers with ``from ...future_kl import name``.
 from fipo_engine.algorithms.advantages import outcome_advantages
 from fipo_engine.algorithms.aggregation import aggregate_loss
 from fipo_engine.algorithms.config import PolicyLossConfig
 from fipo_engine.algorithms.future_kl import future_kl
 from fipo_engine.algorithms.losses import PolicyLossOutput, policy_loss
-from fipo_engine.algorithms.registry import ADVANTAGE_ESTIMATORS, AGGREGATIONS, POLICY_LOSSES, RegistryError
+from fipo_engine.registry import ADVANTAGE_ESTIMATORS, AGGREGATIONS, POLICY_LOSSES, RegistryError
 
 __all__ = [
     "ADVANTAGE_ESTIMATORS",

@@ -14,7 +14,7 @@ from collections.abc import Hashable, Sequence
 import torch
 from torch import Tensor
 
-from fipo_engine.algorithms.registry import ADVANTAGE_ESTIMATORS
+from fipo_engine.registry import ADVANTAGE_ESTIMATORS
 
 
 def _group_stats(scores: Tensor, index: Tensor) -> tuple[Tensor, Tensor, Tensor]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from fipo_engine.algorithms.registry import AGGREGATIONS
+from fipo_engine.registry import AGGREGATIONS
 
 #: verl's masked-mean guard; kept so token-mean matches the official value bit for bit.
 TOKEN_MEAN_EPS = 1e-8

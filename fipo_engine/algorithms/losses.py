@@ -27,7 +27,7 @@ from fipo_engine.algorithms.aggregation import aggregate_loss
 from fipo_engine.algorithms.config import PolicyLossConfig
 from fipo_engine.algorithms.future_kl import clamped_log_ratio, future_kl_from_delta, participation_mask
 from fipo_engine.algorithms.metrics import MaskedStats, quantiles, to_floats
-from fipo_engine.algorithms.registry import POLICY_LOSSES
+from fipo_engine.registry import POLICY_LOSSES
 
 #: The safety rule clips a weight into this band (official constants).
 SAFETY_BAND = (0.8, 1.0)

@@ -1,9 +1,11 @@
 """Training and evaluation problems from the configured source, and the seeded prompt stream.
 
-Sources (``data.source``): ``reasoning_gym`` (procedural, verifiable tasks generated offline),
-``file`` (JSONL/Parquet read by ``data.files.read_problems``; DAPO-Math layout or problem/answer
-columns), ``champ`` (the 270 CHAMP competition problems), ``chain_sum`` (built-in sums on which a
-longer chain of thought pays; ``data.chain_sum``). The evaluation set is ``data.eval_path``
+Sources (``data.source``, each registered in ``fipo_engine.registry.DATA_SOURCES``): ``reasoning_gym``
+(procedural, verifiable tasks generated offline), ``file`` (JSONL/Parquet read by
+``data.files.read_problems``; DAPO-Math layout or problem/answer columns), ``champ`` (the 270 CHAMP
+competition problems), ``chain_sum`` (built-in sums on which a longer chain of thought pays;
+``data.chain_sum``). Add a source: a function ``(cfg, seed) -> (train, eval)`` registered here;
+the run config accepts its name at once. The evaluation set is ``data.eval_path``
 if given, else a held-out split; evaluation questions are removed from the training set so the
 held-out number means something even for small procedural tasks that repeat questions.
 """
@@ -17,6 +19,9 @@ import numpy as np
 
 from fipo_engine.config import DataConfig
 from fipo_engine.data.problem import Problem
+from fipo_engine.registry import DATA_SOURCES
+
+Split = tuple[list[Problem], list[Problem]]  # (train, eval)
 
 
 def _text_of(prompt: str | list[dict[str, str]]) -> str:
@@ -25,7 +30,20 @@ def _text_of(prompt: str | list[dict[str, str]]) -> str:
     return "\n".join(m.get("content", "") for m in prompt)
 
 
-def _reasoning_gym(cfg: DataConfig, seed: int) -> list[Problem]:
+def _split(problems: list[Problem], eval_size: int, seed: int) -> Split:
+    """Held-out split: a seeded random ``eval_size`` problems; their questions leave the train set."""
+    if eval_size == 0:
+        return problems, []
+    order = np.random.default_rng(seed).permutation(len(problems))
+    held = [problems[i] for i in sorted(order[:eval_size])]
+    questions = {_text_of(p.prompt) for p in held}
+    train = [problems[i] for i in sorted(order[eval_size:]) if _text_of(problems[i].prompt) not in questions]
+    return train, held
+
+
+# Each source is ``(cfg, seed) -> (train, eval)``, registered under its ``data.source`` name.
+@DATA_SOURCES.register("reasoning_gym")
+def _reasoning_gym(cfg: DataConfig, seed: int) -> Split:
     import reasoning_gym
 
     size = cfg.train_size + cfg.eval_size
@@ -38,48 +56,42 @@ def _reasoning_gym(cfg: DataConfig, seed: int) -> list[Problem]:
             source=f"reasoning_gym/{cfg.task}",
             metadata={"task": cfg.task, "task_kwargs": dict(cfg.task_kwargs), "entry": entry},
         ))
-    return problems
+    return _split(problems, cfg.eval_size, seed)
 
 
-def _champ() -> list[Problem]:
+@DATA_SOURCES.register("champ")
+def _champ(cfg: DataConfig, seed: int) -> Split:
     import champ_dataset
     from natsort import natsorted
 
     ds = champ_dataset.load("v0")
-    return [Problem(id=pid, prompt=ds.problems[pid].text, answer=str(ds.problems[pid].answer), source="champ")
-            for pid in natsorted(ds.problems)]
+    problems = [Problem(id=pid, prompt=ds.problems[pid].text, answer=str(ds.problems[pid].answer), source="champ")
+                for pid in natsorted(ds.problems)]
+    return _split(problems, cfg.eval_size, seed)
 
 
-def _split(problems: list[Problem], eval_size: int, seed: int) -> tuple[list[Problem], list[Problem]]:
-    """Held-out split: a seeded random ``eval_size`` problems; their questions leave the train set."""
-    if eval_size == 0:
-        return problems, []
-    order = np.random.default_rng(seed).permutation(len(problems))
-    held = [problems[i] for i in sorted(order[:eval_size])]
-    questions = {_text_of(p.prompt) for p in held}
-    train = [problems[i] for i in sorted(order[eval_size:]) if _text_of(problems[i].prompt) not in questions]
-    return train, held
+@DATA_SOURCES.register("chain_sum")
+def _chain_sum(cfg: DataConfig, seed: int) -> Split:
+    from fipo_engine.data.chain_sum import generate
+
+    return _split(generate(cfg.task_kwargs, cfg.train_size + cfg.eval_size, seed), cfg.eval_size, seed)
 
 
-def load_problems(cfg: DataConfig, seed: int) -> tuple[list[Problem], list[Problem]]:
-    """``(train, eval)`` problems for a run; deterministic for a given config and seed."""
-    if cfg.source == "reasoning_gym":
-        train, held = _split(_reasoning_gym(cfg, seed), cfg.eval_size, seed)
-    elif cfg.source == "champ":
-        train, held = _split(_champ(), cfg.eval_size, seed)
-    elif cfg.source == "chain_sum":
-        from fipo_engine.data.chain_sum import generate
+@DATA_SOURCES.register("file")
+def _file(cfg: DataConfig, seed: int) -> Split:
+    from fipo_engine.data.files import read_problems
 
-        train, held = _split(generate(cfg.task_kwargs, cfg.train_size + cfg.eval_size, seed), cfg.eval_size, seed)
+    train = read_problems(cfg.path)
+    if cfg.eval_path:
+        held = read_problems(cfg.eval_path)[: cfg.eval_size or None]
     else:
-        from fipo_engine.data.files import read_problems
+        train, held = _split(train, cfg.eval_size, seed)
+    return train[: cfg.train_size], held
 
-        train = read_problems(cfg.path)
-        if cfg.eval_path:
-            held = read_problems(cfg.eval_path)[: cfg.eval_size or None]
-        else:
-            train, held = _split(train, cfg.eval_size, seed)
-        train = train[: cfg.train_size]
+
+def load_problems(cfg: DataConfig, seed: int) -> Split:
+    """``(train, eval)`` problems for a run; deterministic for a given config and seed."""
+    train, held = DATA_SOURCES[cfg.source](cfg, seed)
     if not train:
         raise ValueError(f"data source {cfg.source!r} produced no training problems")
     return train, held

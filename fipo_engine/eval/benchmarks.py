@@ -27,8 +27,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from fipo_engine.algorithms.registry import Registry
 from fipo_engine.data.problem import Problem
+from fipo_engine.registry import Registry
 
 BOXED_SUFFIX = "\n\nPut your final answer within \\boxed{}."
 

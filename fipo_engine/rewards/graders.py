@@ -9,7 +9,9 @@
   rarely boxes them, so the strict grader scores it 0 on tasks it mostly solves (``smollm2-arith``).
 * ``exact``: normalised string equality (see ``extract.normalize_answer``).
 
-Register another with ``@GRADERS.register("name")``; the reward config's ``name`` selects it.
+Register another with ``@GRADERS.register("name")``; the reward config's ``name`` selects it. The
+registry itself is declared in ``fipo_engine.registry`` (a leaf module) so that the run config can
+check ``reward.name`` against it without importing this module at its own import.
 """
 
 from __future__ import annotations
@@ -21,9 +23,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from fipo_engine.algorithms.registry import Registry
 from fipo_engine.data.problem import Problem
 from fipo_engine.mathverify import parse_gold, verify_equal
+from fipo_engine.registry import GRADERS
 from fipo_engine.rewards.extract import (
     extract_last_number,
     extract_math_answer,
@@ -44,11 +46,8 @@ class Grader(Protocol):
     def __call__(self, response: str, problem: Problem) -> Grade: ...
 
 
-GRADERS: Registry = Registry("grader")
-
-
 def grader_names() -> list[str]:
-    """Valid values of ``reward.name`` (the config validator and the web form read this)."""
+    """Valid values of ``reward.name`` and of a benchmark's grader (the same registry the config checks)."""
     return GRADERS.names()
 
 

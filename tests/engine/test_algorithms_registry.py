@@ -7,7 +7,7 @@ import torch
 
 import fipo_engine.algorithms as algorithms
 from fipo_engine.algorithms import ADVANTAGE_ESTIMATORS, AGGREGATIONS, POLICY_LOSSES, RegistryError
-from fipo_engine.algorithms.registry import Registry
+from fipo_engine.registry import Registry
 
 
 def test_registries_are_complete_after_package_import() -> None:

@@ -10,18 +10,27 @@ import pydantic
 import pytest
 
 from fipo_engine.algorithms import PolicyLossConfig
+from fipo_engine.algorithms.config import FIPO_7B_LOSS
 from fipo_engine.config import (
     SCHEMA_VERSION,
     ConfigError,
+    RewardConfig,
     RunConfig,
     apply_overrides,
-    diff_configs,
-    flatten,
     json_schema,
     preset,
     preset_dict,
     preset_names,
     validate_config,
+)
+from fipo_engine.registry import (
+    ADVANTAGE_ESTIMATORS,
+    AGGREGATIONS,
+    DATA_SOURCES,
+    GRADERS,
+    LAUNCHERS,
+    POLICY_LOSSES,
+    Registry,
 )
 
 
@@ -147,7 +156,7 @@ def test_invalid_values_fail_with_every_field_path_and_reason() -> None:
     assert "greater than or equal to 1" in errors["algorithm.loss.decay_rate"]
     assert errors["trainer"] == "train_batch_size must be a multiple of ppo_mini_batch_size"
     assert errors["model"] == "model.path is required when model.source is 'hf'"
-    assert "'local' or 'ray'" in errors["launcher.backend"]
+    assert errors["launcher.backend"] == "unknown backend 'slurm'; valid: local, ray"
     assert "algorithm.advantage_estimator: unknown" in str(err.value)
 
 
@@ -192,7 +201,7 @@ def test_unknown_override_paths_are_named() -> None:
         apply_overrides(RunConfig(), {"algorithm.loss.decay_rate": "0.1"})
 
 
-# ------------------------------------------------------------------------------ schema, diff, flatten
+# ------------------------------------------------------------------------------------------ schema
 def test_json_schema_documents_every_leaf_field() -> None:
     schema = json_schema()
     assert set(schema["properties"]) == {"schema_version", "preset", "algorithm", "model", "data", "rollout",
@@ -207,28 +216,67 @@ def test_json_schema_documents_every_leaf_field() -> None:
     json.dumps(schema)  # serialisable as is
 
 
-def test_diff_and_flatten() -> None:
-    a, b = preset("fipo-32b"), preset("dapo-32b")
-    diff = diff_configs(a, b)
-    assert diff["algorithm.policy_loss"] == ("fipo", "dapo")
-    assert diff["trainer.ppo_mini_batch_size"] == (64, 32)
-    assert "trainer.lr" not in diff and diff_configs(a, a) == {}
-    assert flatten({"a": {"b": 1, "c": {}}, "d": [1]}) == {"a.b": 1, "a.c": {}, "d": [1]}
-
-
 def test_the_loss_config_inside_the_run_config_is_the_algorithm_one() -> None:
     cfg = apply_overrides(RunConfig(), {"algorithm.loss.decay_rate": 1e9})
     assert isinstance(cfg.algorithm.loss, PolicyLossConfig)
     assert math.isclose(cfg.algorithm.loss.gamma, 2 ** (-1e-9))
 
 
+# Every config field whose value names a registry entry: (dotted path, registry).
+def _registry_fields() -> list[tuple[str, Registry]]:
+    return [("algorithm.advantage_estimator", ADVANTAGE_ESTIMATORS), ("algorithm.policy_loss", POLICY_LOSSES),
+            ("algorithm.loss.loss_agg_mode", AGGREGATIONS), ("reward.name", GRADERS),
+            ("data.source", DATA_SOURCES), ("launcher.backend", LAUNCHERS)]
+
+
+def _schema_property(schema: dict, dotted: str) -> dict:
+    """The JSON Schema of the field at ``dotted``, following ``$ref``s into ``$defs``."""
+    node = schema
+    for part in dotted.split("."):
+        node = node["properties"][part]
+        if "$ref" in node:
+            node = schema["$defs"][node["$ref"].rsplit("/", 1)[-1]]
+    return node
+
+
 def test_schema_lists_registry_names_as_enums() -> None:
     """The web form renders enums as selects: the choices must be exactly what validation accepts."""
-    from fipo_engine.algorithms import ADVANTAGE_ESTIMATORS, AGGREGATIONS, POLICY_LOSSES
-    from fipo_engine.config import json_schema
+    schema = json_schema()
+    for dotted, registry in _registry_fields():
+        spec = _schema_property(schema, dotted)
+        assert spec["enum"] == registry.names() and spec["type"] == "string", dotted
+        assert spec["description"] and "default" in spec, dotted  # Field() metadata is kept
+    assert _schema_property(schema, "reward.name")["enum"] == ["exact", "math", "reasoning_gym",
+                                                               "reasoning_gym_last_number"]
+    assert _schema_property(schema, "data.source")["enum"] == ["chain_sum", "champ", "file", "reasoning_gym"]
+    assert _schema_property(schema, "launcher.backend")["enum"] == ["local", "ray"]
 
-    defs = json_schema()["$defs"]
-    algorithm = defs["AlgorithmConfig"]["properties"]
-    assert algorithm["policy_loss"]["enum"] == POLICY_LOSSES.names()
-    assert algorithm["advantage_estimator"]["enum"] == ADVANTAGE_ESTIMATORS.names()
-    assert defs["PolicyLossConfig"]["properties"]["loss_agg_mode"]["enum"] == AGGREGATIONS.names()
+
+@pytest.mark.parametrize("dotted", [path for path, _ in _registry_fields()])
+def test_an_unknown_registry_name_fails_validation_naming_the_field(dotted: str) -> None:
+    """Not at train time: ``reward.name: "nope"`` used to validate and fail only in the trainer."""
+    registry = dict(_registry_fields())[dotted]
+    with pytest.raises(ConfigError) as err:
+        apply_overrides(RunConfig(), {dotted: "nope"})
+    leaf = dotted.rsplit(".", 1)[-1]
+    assert err.value.errors == [{"path": dotted,
+                                 "message": f"unknown {leaf} 'nope'; valid: {', '.join(registry.names())}"}]
+    for name in registry.names():  # and every listed name is accepted
+        cfg = apply_overrides(RunConfig(), {dotted: name, "data.path": "p.jsonl", "model.path": "m"})
+        node: object = cfg
+        for part in dotted.split("."):
+            node = getattr(node, part)
+        assert node == name
+
+
+def test_reward_name_nope_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"reward\.name: unknown name 'nope'; valid: exact, math"):
+        validate_config({"reward": {"name": "nope"}})
+    with pytest.raises(pydantic.ValidationError) as err:
+        RewardConfig(name="nope")
+    assert err.value.errors()[0]["loc"] == ("name",) and err.value.errors()[0]["type"] == "unknown_name"
+
+
+def test_the_7b_loss_preset_has_one_definition() -> None:
+    assert preset_dict("fipo-7b")["algorithm"] == {"loss": dict(FIPO_7B_LOSS)}
+    assert PolicyLossConfig.fipo_7b().model_dump(exclude_defaults=True) == dict(FIPO_7B_LOSS)

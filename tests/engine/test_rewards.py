@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from fipo_engine.algorithms.registry import RegistryError
 from fipo_engine.config import OverlongBufferConfig, RewardConfig
 from fipo_engine.data.problem import Problem
+from fipo_engine.registry import RegistryError
 from fipo_engine.rewards import (
     extract_math_answer,
     get_grader,

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from fipo_engine.registry import LAUNCHERS, RegistryError
+
 JobState = Literal["pending", "running", "succeeded", "failed", "stopped", "unknown"]
 
 
@@ -72,26 +74,26 @@ class Launcher(Protocol):
         ...
 
 
-_LAUNCHERS: dict[str, Launcher] = {}
-
-
+# The registry is ``fipo_engine.registry.LAUNCHERS``, the one ``launcher.backend`` is checked against;
+# it declares the built-in names, and each launcher module registers its implementation at import.
 def register_launcher(launcher: Launcher) -> Launcher:
-    if launcher.name in _LAUNCHERS:
-        raise LauncherError(f"launcher {launcher.name!r} is already registered")
-    _LAUNCHERS[launcher.name] = launcher
-    return launcher
+    """Add ``launcher`` under its ``name`` (the built-ins at import of their module; tests add fakes)."""
+    try:
+        return LAUNCHERS.register(launcher.name)(launcher)
+    except RegistryError as exc:
+        raise LauncherError(str(exc)) from None
 
 
 def get_launcher(name: str) -> Launcher:
     import worker.launchers  # noqa: F401  (imports and registers every built-in launcher)
 
     try:
-        return _LAUNCHERS[name]
-    except KeyError:
-        raise LauncherError(f"unknown launcher {name!r}; valid: {', '.join(sorted(_LAUNCHERS))}") from None
+        return LAUNCHERS[name]
+    except RegistryError as exc:
+        raise LauncherError(str(exc)) from None
 
 
 def launcher_names() -> list[str]:
     import worker.launchers  # noqa: F401
 
-    return sorted(_LAUNCHERS)
+    return LAUNCHERS.names()
