@@ -41,6 +41,8 @@ OTHER_ROUTES: list[tuple[str, str, Any]] = [
     ("get", "/api/v1/config/schema", None),
     ("get", "/api/v1/config/presets", None),
     ("get", "/api/v1/metrics/catalog", None),
+    ("get", "/api/v1/tracking/channels", None),
+    ("get", "/api/v1/tracking/schema.json", None),
     ("get", "/api/v1/schema/", None),
 ]
 # Routes with their own auth, tested elsewhere: the ingest endpoint (run token: test_ingest.py), the
