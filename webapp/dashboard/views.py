@@ -17,6 +17,7 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_GET
 
+from webapp.accounts.selectors import team_list
 from webapp.common.throttle import ThrottledLoginView
 from webapp.common.utils import parse_int, parse_int_list
 from webapp.dashboard.assets import plotly_js_path, plotly_js_version
@@ -26,8 +27,6 @@ _BENCHMARK = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 
 def _teams(user: Any) -> list[dict[str, Any]]:
     """The user's teams and roles (what the filters and the new-run form offer)."""
-    from webapp.accounts.selectors import team_list
-
     return [{"id": m.team_id, "name": m.team.name, "role": m.role} for m in team_list(user=user)]
 
 

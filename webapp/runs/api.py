@@ -19,6 +19,7 @@ from webapp.common.schema import error_responses
 from webapp.common.utils import int_param, iso
 from webapp.runs import schemas, selectors, services
 from webapp.runs.models import Run, RunStatus
+from worker.launchers import LauncherError, get_launcher
 
 LOG_TAIL_BYTES = 4000
 LOG_CHUNK_BYTES = 256 * 1024
@@ -80,7 +81,6 @@ def _read_log(run: Run, *, offset: int | None) -> tuple[str, int]:
     """
     _, log_path = services.run_paths(run)
     if run.launcher != "local" and run.handle:
-        from worker.launchers import LauncherError, get_launcher
 
         try:
             text, new_offset = get_launcher(run.launcher).read_log(run.handle, log_path, offset or 0)
