@@ -38,29 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     show.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
 
 
-def load_config(config: str, overrides: Sequence[str] = ()):  # -> RunConfig
-    """Resolve a preset name or a JSON file, then apply ``key.path=value`` overrides."""
-    from pathlib import Path
-
-    from fipo_engine.config import PRESETS, apply_overrides, preset_dict, validate_config
-
-    if config in PRESETS:
-        base = validate_config(preset_dict(config))
-    elif Path(config).is_file():
-        base = validate_config(json.loads(Path(config).read_text()))
-    else:
-        raise SystemExit(f"fipo: {config!r} is neither a preset ({', '.join(PRESETS)}) nor a config file")
-    pairs = {}
-    for item in overrides:
-        if "=" not in item:
-            raise SystemExit(f"fipo: --set expects key.path=value, got {item!r}")
-        key, value = item.split("=", 1)
-        pairs[key.strip()] = value
-    return apply_overrides(base, pairs) if pairs else base
-
-
 def run(args: argparse.Namespace) -> int:
-    from fipo_engine.config import PRESETS, ConfigError, json_schema
+    from fipo_engine.config import PRESETS, ConfigError, json_schema, load_config
 
     if args.config_command == "schema":
         print(json.dumps(json_schema(), indent=2))

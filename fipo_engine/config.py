@@ -15,8 +15,9 @@ from __future__ import annotations
 import copy
 import json
 import math
-from collections.abc import Callable, Mapping
-from typing import Annotated, Any, Literal
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
@@ -28,7 +29,7 @@ from fipo_engine.registry import (
     GRADERS,
     LAUNCHERS,
     POLICY_LOSSES,
-    RegistryName,
+    registry_name,
 )
 
 SCHEMA_VERSION = 1
@@ -49,17 +50,17 @@ class _Frozen(BaseModel):
 
 
 # ----------------------------------------------------------------------------------------- algorithm
-# Every field that names a registry entry is ``Annotated[str, RegistryName(REGISTRY)]``: the registry
+# Every field that names a registry entry is ``registry_name(REGISTRY)``: the registry
 # is the one list of valid names, for validation and for the JSON Schema's ``enum`` (fipo_engine/registry.py).
 class AlgorithmConfig(_Frozen):
     """Which outcome advantage and policy loss to use, and their hyper-parameters."""
 
-    advantage_estimator: Annotated[str, RegistryName(ADVANTAGE_ESTIMATORS)] = Field(
+    advantage_estimator: registry_name(ADVANTAGE_ESTIMATORS) = Field(
         "grpo",
         description="Outcome advantage: grpo (group-normalised with unbiased std, the recipe), dr_grpo "
         "(no std division), rloo (leave-one-out baseline).",
     )
-    policy_loss: Annotated[str, RegistryName(POLICY_LOSSES)] = Field(
+    policy_loss: registry_name(POLICY_LOSSES) = Field(
         "fipo",
         description="Policy loss: fipo (future-KL influence weights), dapo (clip-higher + dual clip), ppo.",
     )
@@ -127,7 +128,7 @@ def _check_plain_json(value: Any, depth: int = 0) -> None:
 class DataConfig(_Frozen):
     """Training and evaluation prompts. Nothing is downloaded: tasks are generated or read from files."""
 
-    source: Annotated[str, RegistryName(DATA_SOURCES)] = Field(
+    source: registry_name(DATA_SOURCES) = Field(
         "reasoning_gym",
         description="reasoning_gym: a procedural task generator; file: JSONL/Parquet given by path (DAPO-Math "
         "layout or problem/answer columns); champ: the 270 CHAMP competition problems; chain_sum: built-in "
@@ -202,7 +203,7 @@ class OverlongBufferConfig(_Frozen):
 class RewardConfig(_Frozen):
     """How responses are scored."""
 
-    name: Annotated[str, RegistryName(GRADERS)] = Field(
+    name: registry_name(GRADERS) = Field(
         "math",
         description="Grader: math (math-verify on the final boxed answer, +1/-1 as the recipe), "
         "reasoning_gym (the task's own score_answer), reasoning_gym_last_number (the same, reading the last "
@@ -304,7 +305,7 @@ class RayLauncherConfig(_Frozen):
 class LauncherConfig(_Frozen):
     """Where the run executes."""
 
-    backend: Annotated[str, RegistryName(LAUNCHERS)] = Field(
+    backend: registry_name(LAUNCHERS) = Field(
         "local", description="local: a `fipo train` subprocess of the worker; ray: a Ray Jobs submission."
     )
     ray: RayLauncherConfig = Field(default_factory=RayLauncherConfig, description="Ray settings.")
@@ -562,6 +563,28 @@ def apply_overrides(base: RunConfig | Mapping[str, Any], overrides: Mapping[str,
     if errors:
         raise ConfigError(errors)
     return validate_config(full)
+
+
+def load_config(config: str, overrides: Sequence[str] = ()) -> RunConfig:
+    """Resolve a preset name or a JSON file, then apply ``key.path=value`` overrides.
+
+    What every command line (``fipo train``, ``fipo config show``, ``fipo openrlhf-command``) does with
+    its CONFIG_OR_PRESET argument and ``--set`` flags. A name that is neither, or a flag without ``=``,
+    exits with a message (``SystemExit``), as a command line should; a bad value raises ``ConfigError``.
+    """
+    if config in PRESETS:
+        base = validate_config(preset_dict(config))
+    elif Path(config).is_file():
+        base = validate_config(json.loads(Path(config).read_text()))
+    else:
+        raise SystemExit(f"fipo: {config!r} is neither a preset ({', '.join(PRESETS)}) nor a config file")
+    pairs = {}
+    for item in overrides:
+        if "=" not in item:
+            raise SystemExit(f"fipo: --set expects key.path=value, got {item!r}")
+        key, value = item.split("=", 1)
+        pairs[key.strip()] = value
+    return apply_overrides(base, pairs) if pairs else base
 
 
 def _deep_merge(defaults: dict[str, Any], data: Mapping[str, Any]) -> dict[str, Any]:

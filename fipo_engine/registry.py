@@ -1,7 +1,7 @@
 """Every name a run config resolves to code, and the one field type that checks such a name.
 
 A config string such as ``algorithm.policy_loss: "fipo"`` or ``reward.name: "math"`` selects a
-function from a ``Registry``. The config field is declared as ``Annotated[str, RegistryName(REG)]``,
+function from a ``Registry``. The config field is declared as ``registry_name(REG)``,
 so the registry is the only list of valid names: validation rejects any other name (naming the
 field and listing the valid ones), and the JSON Schema, which the web form and the API docs read,
 carries the same names as its ``enum``.
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler, ValidationInfo
 from pydantic.json_schema import JsonSchemaValue
@@ -100,7 +100,7 @@ class Registry(Generic[T]):
 class RegistryName:
     """Pydantic metadata for a ``str`` field whose value must be a name in ``registry``.
 
-    Use as ``Annotated[str, RegistryName(GRADERS)]``: the type stays ``str`` for readers and type
+    Used through ``registry_name(GRADERS)`` (below), which is ``Annotated[str, RegistryName(GRADERS)]``: the type stays ``str`` for readers and type
     checkers, and pydantic gets the check and the schema from the two hooks below. Both read the
     registry when they run (not when the model class is built), so entries registered later count.
     """
@@ -130,6 +130,16 @@ class RegistryName:
                  "valid": ", ".join(self.registry.names())},
             )
         return value
+
+
+def registry_name(registry: Registry[Any]) -> Any:
+    """The field type for "a name in ``registry``": ``Annotated[str, RegistryName(registry)]``.
+
+    The one way a config declares such a field (``reward.name: registry_name(GRADERS)``): validation
+    rejects an unknown name with the field's path and the valid names, and the JSON Schema (the run
+    form, the API docs) offers exactly the registered names as its ``enum``.
+    """
+    return Annotated[str, RegistryName(registry)]
 
 
 # ------------------------------------------------------------------ the registries a run config reads

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
-from typing import Annotated, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from fipo_engine.registry import AGGREGATIONS, RegistryName
+from fipo_engine.registry import AGGREGATIONS, registry_name
 
 # The paper's 7B setting (Table 3), as it differs from the 32B recipe defaults: symmetric influence
 # weights [0.8, 1.2] and safety threshold 3. ``PolicyLossConfig.fipo_7b`` and the run preset
@@ -40,7 +40,7 @@ class PolicyLossConfig(BaseModel):
         description="c: dual-clip constant (Ye et al. 2020) bounding the loss of negative-advantage tokens; "
         "also FIPO's participation-filter threshold ln c (recipe 10).",
     )
-    loss_agg_mode: Annotated[str, RegistryName(AGGREGATIONS)] = Field(
+    loss_agg_mode: registry_name(AGGREGATIONS) = Field(
         "token-mean",
         description="How per-token losses become one scalar: token-mean (DAPO/recipe), seq-mean-token-sum, "
         "seq-mean-token-mean, seq-mean-token-sum-norm (Dr.GRPO).",

@@ -14,12 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from fipo_engine.config import DataConfig
 from fipo_engine.data.problem import Problem
 from fipo_engine.registry import DATA_SOURCES
+
+if TYPE_CHECKING:  # annotations only: at run time this module does not depend on them
+    from fipo_engine.config import DataConfig
 
 Split = tuple[list[Problem], list[Problem]]  # (train, eval)
 

@@ -21,9 +21,8 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from fipo_engine.data.problem import Problem
 from fipo_engine.mathverify import parse_gold, verify_equal
 from fipo_engine.registry import GRADERS
 from fipo_engine.rewards.extract import (
@@ -32,6 +31,9 @@ from fipo_engine.rewards.extract import (
     extract_plain_answer,
     normalize_answer,
 )
+
+if TYPE_CHECKING:  # annotations only: at run time this module does not depend on them
+    from fipo_engine.data.problem import Problem
 
 
 @dataclass(frozen=True)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from fipo_engine.config import RewardConfig
-from fipo_engine.data.problem import Problem
 from fipo_engine.rewards.graders import get_grader, grade_math_many
+
+if TYPE_CHECKING:  # annotations only: at run time this module does not depend on them
+    from fipo_engine.config import RewardConfig
+    from fipo_engine.data.problem import Problem
 
 
 def overlong_penalty(length: int, max_len: int, buffer_len: int, factor: float) -> float:

@@ -103,7 +103,7 @@ def dry_run_config(cfg: RunConfig) -> RunConfig:
 
 
 def _resolve_config(args: argparse.Namespace) -> RunConfig:
-    from fipo_engine.cli import load_config
+    from fipo_engine.config import load_config
 
     if args.config:
         return load_config(args.config, args.overrides)

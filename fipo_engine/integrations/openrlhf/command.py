@@ -308,8 +308,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from fipo_engine.cli import load_config
-    from fipo_engine.config import ConfigError
+    from fipo_engine.config import ConfigError, load_config
 
     try:
         cfg = load_config(args.config, args.overrides)
