@@ -163,7 +163,7 @@ def test_evaluate_refuses_paths_and_foreign_benchmarks(teams: dict[str, Any], ti
 def test_eval_job_end_to_end_and_entry_pages(teams: dict[str, Any], tiny_run: Run, eager_celery,
                                             django_capture_on_commit_callbacks) -> None:
     """POST evaluate (by name) -> Celery task -> launcher -> `fipo eval` -> job, entry, detail, board."""
-    from webapp.tracking.models import StreamItem
+    from webapp.runs.models import StreamItem
 
     alice = _client(teams["alice"])
     # uploaded with its own grader: the job must grade with it (it used to pass none, so `math`)

@@ -11,8 +11,8 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from rest_framework.test import APIClient
 
-from webapp.runs.models import Checkpoint, Run, RunStatus
-from webapp.tracking.models import MetricPoint, Sample, StreamItem
+from webapp.runs.models import Checkpoint, Run, RunStatus, StreamItem
+from webapp.tracking.models import MetricPoint, Sample
 from webapp.tracking.signals import eval_ingested
 
 pytestmark = pytest.mark.django_db

@@ -165,8 +165,8 @@ def test_eval_job_through_celery_reaches_the_leaderboard(teams: dict, tmp_path: 
     from fipo_engine.config import ModelConfig
     from fipo_engine.models.loader import build_tiny, save_policy
     from tests.engine import fixtures as fx
+    from webapp.runs.models import StreamItem
     from webapp.runs.services import run_paths
-    from webapp.tracking.models import StreamItem
 
     settings.FIPO_RUNS_DIR = tmp_path / "runs"
     run = _run(teams["a"], "tiny")

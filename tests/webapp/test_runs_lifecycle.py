@@ -19,9 +19,8 @@ from django.utils import timezone
 from webapp.common.auth import token_hash
 from webapp.common.errors import Conflict, PermissionDeniedError
 from webapp.runs import services, tasks
-from webapp.runs.models import ALLOWED_TRANSITIONS, Checkpoint, Run, RunStatus, RunTransition
+from webapp.runs.models import ALLOWED_TRANSITIONS, Checkpoint, Run, RunStatus, RunTransition, StreamItem
 from webapp.runs.selectors import run_can_resume, run_for_token
-from webapp.tracking.models import StreamItem
 from webapp.tracking.services import events_ingest
 from worker.launchers.base import (
     JobStatus,

@@ -16,12 +16,12 @@ from django.test import Client
 from rest_framework.test import APIClient
 
 from webapp.asgi import application
+from webapp.runs import stream
 from webapp.runs.models import Run, RunStatus
 from webapp.runs.services import run_lock, run_transition
-from webapp.tracking import stream
+from webapp.runs.stream import stream_append
 from webapp.tracking.consumers import RunStreamConsumer
 from webapp.tracking.services import events_ingest
-from webapp.tracking.stream import stream_append
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(60)]
 

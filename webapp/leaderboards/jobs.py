@@ -42,7 +42,7 @@ from webapp.leaderboards.services import entry_record_eval
 from webapp.runs.models import Checkpoint, Run
 from webapp.runs.selectors import access_run_write, run_get
 from webapp.runs.services import ray_target, run_lock, run_paths
-from webapp.tracking.stream import stream_append
+from webapp.runs.stream import stream_append
 from worker.launchers import LaunchSpec
 from worker.launchers.local import LocalLauncher
 from worker.launchers.ray import RayLauncher, eval_submission

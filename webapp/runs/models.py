@@ -1,4 +1,5 @@
-"""Runs: the stored config, the lifecycle with its transition log, the run token, checkpoints.
+"""Runs: the stored config, the lifecycle with its transition log, the run token, checkpoints, and
+the per-run stream that websockets replay (written and read through ``webapp.runs.stream``).
 
 Status changes happen only in ``webapp.runs.services.run_transition`` (row lock, allowed-transition
 check, a ``RunTransition`` row, a stream item, and a websocket notice after commit).
@@ -114,3 +115,32 @@ class Checkpoint(models.Model):
 
     class Meta:
         ordering = ("step", "id")
+
+
+class StreamItem(models.Model):
+    """One item of a run's stream (``pos`` increases per run); ``seq`` is set for ingested events.
+
+    The unique (run, seq) constraint is what makes ingest idempotent: an event is held at most once.
+
+    The runs app owns the stream because a status change (``services.run_transition``) must append
+    to it; ``webapp.tracking`` appends ingested events through ``webapp.runs.stream``, so the
+    dependency points one way (tracking -> runs). The model moved here from ``webapp.tracking`` and
+    keeps that app's table name, so no data moved (migrations runs 0005 / tracking 0005).
+    """
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="stream_items")
+    pos = models.BigIntegerField()
+    seq = models.BigIntegerField(null=True, blank=True)
+    type = models.CharField(max_length=16)
+    data = models.JSONField()
+    at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        db_table = "tracking_streamitem"
+        ordering = ("run", "pos")
+        constraints = (
+            models.UniqueConstraint(fields=("run", "pos"), name="streamitem_run_pos_unique"),
+            models.UniqueConstraint(
+                fields=("run", "seq"), condition=models.Q(seq__isnull=False), name="streamitem_run_seq_unique"
+            ),
+        )

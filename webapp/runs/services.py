@@ -47,7 +47,7 @@ from webapp.runs.models import (
 )
 from webapp.runs.policy import check_run_config, ray_head
 from webapp.runs.selectors import access_run_write, launcher_can_resume, run_checkpoints
-from webapp.tracking.stream import notify_team_on_commit, status_data, stream_append
+from webapp.runs.stream import notify_team_on_commit, status_data, stream_append
 from worker.launchers import LauncherError, LaunchSpec, get_launcher
 
 logger = logging.getLogger(__name__)

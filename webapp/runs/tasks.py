@@ -14,7 +14,7 @@ from celery.signals import worker_init
 
 from webapp.runs import services
 from webapp.runs.enqueue import CANCEL_RUN, LAUNCH_RUN, REAP_LOST_RUNS
-from webapp.tracking.stream import mark_worker_process
+from webapp.runs.stream import mark_worker_process
 
 
 @worker_init.connect

@@ -30,8 +30,8 @@ from django.conf import settings
 
 from webapp.accounts.models import User
 from webapp.accounts.selectors import user_team_ids
+from webapp.runs import stream
 from webapp.runs.models import Run
-from webapp.tracking import stream
 
 logger = logging.getLogger(__name__)
 

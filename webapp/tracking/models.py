@@ -1,4 +1,5 @@
-"""What a run reports: metric points, samples, and the per-run stream that websockets replay.
+"""What a run reports: metric points and samples. (The per-run stream that websockets replay is
+``webapp.runs.models.StreamItem``, owned by the runs app: see ``webapp.runs.stream``.)
 
 Metrics are stored narrow: one ``MetricKey`` row per (run, name) and one ``MetricPoint`` row per
 (key, step) -> value, whose composite primary key *is* the (key, step) index every chart query uses.
@@ -59,29 +60,6 @@ class Sample(models.Model):
         ordering = ("step", "index")
         constraints = (
             models.UniqueConstraint(fields=("run", "step", "index"), name="sample_run_step_index_unique"),
-        )
-
-
-class StreamItem(models.Model):
-    """One item of a run's stream (``pos`` increases per run); ``seq`` is set for ingested events.
-
-    The unique (run, seq) constraint is what makes ingest idempotent: an event is held at most once.
-    """
-
-    run = models.ForeignKey("runs.Run", on_delete=models.CASCADE, related_name="stream_items")
-    pos = models.BigIntegerField()
-    seq = models.BigIntegerField(null=True, blank=True)
-    type = models.CharField(max_length=16)
-    data = models.JSONField()
-    at = models.DateTimeField(auto_now_add=True)
-
-    class Meta:
-        ordering = ("run", "pos")
-        constraints = (
-            models.UniqueConstraint(fields=("run", "pos"), name="streamitem_run_pos_unique"),
-            models.UniqueConstraint(
-                fields=("run", "seq"), condition=models.Q(seq__isnull=False), name="streamitem_run_seq_unique"
-            ),
         )
 
 

@@ -9,7 +9,7 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
 from webapp.accounts.models import Membership, User
-from webapp.tracking.stream import notify_user_access_on_commit
+from webapp.runs.stream import notify_user_access_on_commit
 
 
 @receiver(post_save, sender=Membership, dispatch_uid="tracking.membership_saved")

@@ -22,14 +22,14 @@ from django.utils import timezone
 from fipo_engine.metrics_catalog import RUN_SUMMARY_KEYS
 from webapp.common.auth import token_hash
 from webapp.common.errors import NotAuthenticated, PayloadTooLarge, PermissionDeniedError, ValidationFailed
-from webapp.runs.models import FINAL_STATUSES, Checkpoint, Run, RunStatus
+from webapp.common.fastsql import insert_rows
+from webapp.runs.models import FINAL_STATUSES, Checkpoint, Run, RunStatus, StreamItem
 from webapp.runs.services import run_lock, run_transition_locked
+from webapp.runs.stream import stream_append
 from webapp.tracking.codec import pack_sample_arrays
 from webapp.tracking.events import Event, Rejected, parse_event, seq_of
-from webapp.tracking.fastsql import insert_rows
-from webapp.tracking.models import MetricKey, MetricPoint, Sample, StreamItem
+from webapp.tracking.models import MetricKey, MetricPoint, Sample
 from webapp.tracking.signals import eval_ingested
-from webapp.tracking.stream import stream_append
 from webapp.tracking.tiles import ingest_points_sql, refresh_tiles
 
 logger = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from django.db import connection
 
-from webapp.tracking.fastsql import float_array, int_array, text_array
+from webapp.common.fastsql import float_array, int_array, text_array
 from webapp.tracking.models import MetricPoint, MetricTile
 
 BASE_WIDTH = 32

@@ -16,6 +16,10 @@ Only the web process needs to send notices: with the in-memory channel layer a w
 ``group_send`` reaches nobody, so a Celery worker skips it, and idle consumers poll every
 ``FIPO_WS_POLL_S`` seconds to pick up items written by other processes (worker transitions in the
 embedded mode).
+
+The stream belongs to the runs app because a status change (``services.run_transition_locked``)
+appends to it; ``webapp.tracking`` (ingest, websocket consumers) and ``webapp.leaderboards`` use
+the public functions here, so each of those depends on ``runs`` and ``runs`` on none of them.
 """
 
 from __future__ import annotations
@@ -30,10 +34,9 @@ from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.db import transaction
 from django.utils import timezone
 
+from webapp.common.fastsql import datetime_param, insert_rows, json_param, json_placeholder
 from webapp.common.utils import iso
-from webapp.runs.models import Run, RunTransition
-from webapp.tracking.fastsql import datetime_param, insert_rows, json_param, json_placeholder
-from webapp.tracking.models import StreamItem
+from webapp.runs.models import Run, RunTransition, StreamItem
 
 logger = logging.getLogger(__name__)
 
