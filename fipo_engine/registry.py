@@ -68,6 +68,13 @@ class Registry(Generic[T]):
 
         return decorator
 
+    def unregister(self, name: str) -> None:
+        """Remove an entry added with ``register`` (a plugin or a test's stand-in that lives for a while).
+
+        Without it, a stand-in registered by one test stays valid, and listed, in every later one.
+        """
+        self._items.pop(name, None)
+
     def get(self, name: str) -> T:
         """The entry registered as ``name``; an unknown name fails listing the valid ones."""
         self._load()

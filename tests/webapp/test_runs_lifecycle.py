@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 from django.utils import timezone
 
+from fipo_engine.registry import LAUNCHERS
 from webapp.common.auth import token_hash
 from webapp.common.errors import Conflict, PermissionDeniedError
 from webapp.runs import services, tasks
@@ -27,7 +29,6 @@ from worker.launchers.base import (
     LauncherError,
     LaunchSpec,
     get_launcher,
-    launcher_names,
     register_launcher,
 )
 
@@ -65,14 +66,12 @@ class FakeLauncher:
 
 
 @pytest.fixture
-def fake() -> FakeLauncher:
-    if FAKE not in launcher_names():
-        register_launcher(FakeLauncher())
-    launcher = get_launcher(FAKE)
-    launcher.started.clear()
-    launcher.cancelled.clear()
-    launcher.fail_start, launcher.poll_state, launcher.can_resume = None, "running", True
-    return launcher
+def fake() -> Iterator[FakeLauncher]:
+    """A stand-in launcher, registered for this test only (left registered, it would be a valid
+    ``launcher.backend`` and a listed name in every later test of the session)."""
+    launcher = register_launcher(FakeLauncher())
+    yield launcher
+    LAUNCHERS.unregister(FAKE)
 
 
 @pytest.fixture
