@@ -3,7 +3,6 @@ command, and the login throttle helper."""
 
 from __future__ import annotations
 
-import runpy
 import uuid
 from io import StringIO
 from pathlib import Path
@@ -14,28 +13,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management import call_command
 from django.test import RequestFactory
 
-import webapp.settings as live_settings
 from webapp.accounts.models import Membership, Team, User
 from webapp.common.throttle import login_blocked, login_failed, login_succeeded
-
-SETTINGS_FILE = Path(live_settings.__file__)
-ENV_NAMES = ("DJANGO_ENV", "DEBUG", "DJANGO_SECRET_KEY", "DATABASE_URL", "REDIS_URL", "ALLOWED_HOSTS",
-             "CELERY_BROKER_URL", "FIPO_SERVER_URL", "FIPO_RUNS_DIR")
-
-
-@pytest.fixture
-def load(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
-    """``load(**env)`` -> the settings module's globals evaluated under exactly that environment."""
-
-    def run(**env: str) -> dict[str, Any]:
-        for name in ENV_NAMES:
-            monkeypatch.delenv(name, raising=False)
-        monkeypatch.setenv("FIPO_VAR_DIR", str(tmp_path / "var"))
-        for name, value in env.items():
-            monkeypatch.setenv(name, value)
-        return runpy.run_path(str(SETTINGS_FILE))
-
-    return run
 
 
 def test_embedded_default_needs_no_services(load: Any, tmp_path: Path) -> None:

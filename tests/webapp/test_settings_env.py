@@ -4,31 +4,12 @@ the variable. ``test_settings_accounts.py`` covers the deployment shapes built f
 
 from __future__ import annotations
 
-import runpy
-from pathlib import Path
 from typing import Any
 
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 import webapp.settings as live_settings
-
-SETTINGS_FILE = Path(live_settings.__file__)
-
-
-@pytest.fixture
-def load(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
-    """``load(**env)`` -> the settings module's globals evaluated with these variables set."""
-
-    def run(**env: str) -> dict[str, Any]:
-        for name in ("DJANGO_ENV", "DEBUG", "DJANGO_SECRET_KEY", "DATABASE_URL", "REDIS_URL"):
-            monkeypatch.delenv(name, raising=False)
-        monkeypatch.setenv("FIPO_VAR_DIR", str(tmp_path / "var"))
-        for name, value in env.items():
-            monkeypatch.setenv(name, value)
-        return runpy.run_path(str(SETTINGS_FILE))
-
-    return run
 
 
 @pytest.mark.parametrize(("name", "value", "message"), [
