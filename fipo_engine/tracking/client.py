@@ -88,7 +88,6 @@ class _Sender(threading.Thread):
 
     # ---- the loop -----------------------------------------------------------------------
     def run(self) -> None:
-        backoff = self.backoff_initial
         with httpx.Client(timeout=self.request_timeout) as client:
             while not self._abort.is_set() and self.disabled_reason is None:
                 if self.acked >= self.spool.last_seq:
@@ -97,25 +96,44 @@ class _Sender(threading.Thread):
                     self._wake.wait(0.5)
                     self._wake.clear()
                     continue
-                batch, end_offset = self._next_batch()
-                if not batch:
+                if self._send_next_batch(client) is None:  # read nothing yet: the spool is being written
                     self._wake.wait(0.05)
-                    continue
-                try:
-                    done = self._deliver(client, batch)
-                except Exception as exc:  # logging must never crash training
-                    log.exception("tracking sender error: %s", exc)
-                    done = False
-                if done:
-                    # The server may already hold more (a previous process crashed before writing
-                    # events.acked): skip what it has.
-                    self._advance(max(batch[-1]["seq"], min(self.server_acked, self.spool.last_seq)), end_offset)
-                    backoff = self.backoff_initial
-                else:
-                    self.stats["failures"] += 1
-                    # Sleep with backoff; close() does not shorten it (the deadline in close() does).
-                    self._abort.wait(backoff)
-                    backoff = min(backoff * 2, self.backoff_max)
+
+    def _send_next_batch(self, client: httpx.Client) -> bool | None:
+        """Deliver the spool's next batch, trying again with exponential backoff (``backoff_initial``
+        doubling up to ``backoff_max``) until it is handled, the token is refused, or ``abort()``.
+
+        Each try re-reads the batch from the spool, so events written during an outage go out with it.
+        True once delivered, False when given up (abort, token refused), None when there was nothing
+        to read. close() does not shorten a wait (the deadline in close() does); abort() ends it at once.
+        """
+
+        def attempt() -> bool | None:
+            if self._abort.is_set():
+                return False
+            batch, end_offset = self._next_batch()
+            if not batch:
+                return None
+            try:
+                done = self._deliver(client, batch)
+            except Exception as exc:  # logging must never crash training
+                log.exception("tracking sender error: %s", exc)
+                done = False
+            if done:
+                # The server may already hold more (a previous process crashed before writing
+                # events.acked): skip what it has.
+                self._advance(max(batch[-1]["seq"], min(self.server_acked, self.spool.last_seq)), end_offset)
+            else:
+                self.stats["failures"] += 1
+            return done
+
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_result(
+                lambda done: done is False and not self._abort.is_set() and self.disabled_reason is None),
+            wait=tenacity.wait_exponential(multiplier=self.backoff_initial, max=self.backoff_max),
+            sleep=self._abort.wait,  # returns as soon as abort() sets the event
+        )
+        return retrying(attempt)
 
     def _next_batch(self) -> tuple[list[dict[str, Any]], int]:
         batch: list[dict[str, Any]] = []

@@ -1,9 +1,12 @@
-"""The sender's per-event retry (``_Sender._deliver`` after a 4xx batch, through tenacity): an event
-answered "try again" (network error, 5xx, 408/425/429) is posted again ``backoff_initial`` apart
-until it gets a real answer, and ``abort()`` ends the waiting at once with no further POST."""
+"""The sender's retries, through tenacity. A batch that fails (no answer, 5xx, 408/425/429) is sent
+again with exponential backoff, ``backoff_initial`` doubling up to ``backoff_max``, re-read from the
+spool each time (``_Sender._send_next_batch``). After a 4xx batch, each event is posted on its own,
+``backoff_initial`` apart, until it gets a real answer (``_Sender._deliver``). ``abort()`` ends any
+wait at once, with no further POST."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -64,3 +67,36 @@ def test_a_refused_token_stops_the_event_loop(tmp_path: Path) -> None:
     client = _Client([400, 502, 401])
     assert sender._deliver(client, [{"seq": 1}, {"seq": 2}]) is False  # type: ignore[arg-type]
     assert sender.disabled_reason == "server answered 401" and len(client.bodies) == 3
+
+
+def test_a_failing_batch_backs_off_exponentially_up_to_the_cap_and_picks_up_new_events(tmp_path: Path) -> None:
+    sender = _sender(tmp_path, backoff_initial=0.5)  # backoff_max=1.0
+    sender.spool.append({"type": "log", "text": "a"})
+    waits: list[float] = []
+
+    def fake_wait(seconds: float | None = None) -> bool:  # the backoff's sleep, recorded instead of slept
+        waits.append(float(seconds or 0))
+        if len(waits) == 2:
+            sender.spool.append({"type": "log", "text": "b"})  # written during the outage
+        return False
+
+    sender._abort.wait = fake_wait  # type: ignore[method-assign]
+    client = _Client([503, httpx.ConnectError("down"), 503, 502, 200])
+    assert sender._send_next_batch(client) is True  # type: ignore[arg-type]
+    assert waits == [0.5, 1.0, 1.0, 1.0]  # doubling from backoff_initial, capped at backoff_max
+    assert sender.stats["failures"] == 4 and sender.acked == 2
+    assert [len(json.loads(body)) for body in client.bodies] == [1, 1, 2, 2, 2]  # the retry re-reads the spool
+
+
+def test_a_refused_token_stops_the_batch_retries(tmp_path: Path) -> None:
+    sender = _sender(tmp_path, backoff_initial=0.01)
+    sender.spool.append({"type": "log", "text": "a"})
+    client = _Client([503, 401])
+    assert sender._send_next_batch(client) is False  # type: ignore[arg-type]
+    assert len(client.bodies) == 2 and sender.disabled_reason and sender.acked == 0
+
+
+def test_nothing_to_send_is_not_a_failure(tmp_path: Path) -> None:
+    sender = _sender(tmp_path, backoff_initial=0.01)
+    assert sender._send_next_batch(_Client([])) is None  # type: ignore[arg-type]
+    assert sender.stats["failures"] == 0
