@@ -15,6 +15,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from fipo_engine.fsutil import atomic_write_text
 
@@ -110,100 +111,134 @@ class ProgressFile:
         atomic_write_text(self.path, json.dumps(data))
 
 
-def run(args: argparse.Namespace) -> int:
-    from fipo_engine.eval.benchmarks import load_benchmark
-    from fipo_engine.eval.report import emit
-    from fipo_engine.eval.runner import ResponsesError, evaluate, format_table, read_responses
+class _Stop(Exception):
+    """Leave ``fipo eval`` with ``message`` on stderr and exit ``code`` (2: bad input; 1: after the result)."""
 
-    remote = client = None
+    def __init__(self, message: str, code: int = 2) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def run(args: argparse.Namespace) -> int:
+    """Resolve the benchmark, get responses (given or sampled), grade them, report, maybe submit."""
+    from fipo_engine.eval.runner import ResponsesError, evaluate, format_table
+
+    try:
+        bench, remote, client = _resolve_benchmark(args)
+        problems = bench.problems[: args.limit] if args.limit else bench.problems
+        given = {"temperature": args.temperature, "top_p": args.top_p, "max_new_tokens": args.max_new_tokens}
+        if args.responses:
+            samples, settings, partial = _given_responses(args, problems, given)
+        else:
+            samples, settings, partial = _sampled_responses(args, bench, problems, given)
+        try:
+            result = evaluate(bench.name, problems, samples, grader=bench.grader, k=args.k, partial=partial,
+                              seed=args.seed, settings=settings, progress=not (args.json or args.report_lines))
+        except (ResponsesError, ValueError) as exc:
+            raise _Stop(str(exc)) from None
+        data = result.to_dict()
+        data["step"] = args.step
+        _report(args, data, format_table(result))
+        if args.submit and remote is not None and client is not None:
+            _submit(args, data, remote, client)
+    except _Stop as stop:
+        print(f"fipo eval: {stop}", file=sys.stderr)
+        return stop.code
+    return 0
+
+
+def _resolve_benchmark(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+    """(benchmark, remote benchmark or None, API client or None) from --server, --benchmark-env or a name/path."""
+    from fipo_engine.eval.benchmarks import load_benchmark
+
     if args.submit and not args.server:
-        print("fipo eval: --submit needs --server (the board lives on the control plane)", file=sys.stderr)
-        return 2
+        raise _Stop("--submit needs --server (the board lives on the control plane)")
     try:
         if args.server:
             from fipo_engine.eval.remote import api_client, fetch_benchmark
 
             client = api_client(args.server)
             remote = fetch_benchmark(client, args.benchmark, grader=args.grader, prompt_suffix=args.prompt_suffix)
-            bench = remote.benchmark
-        elif args.benchmark_env:
-            bench = _benchmark_from_env(args)
-        else:
-            bench = load_benchmark(args.benchmark, layout=args.layout, grader=args.grader,
-                                   prompt_suffix=args.prompt_suffix)
+            return remote.benchmark, remote, client
+        if args.benchmark_env:
+            return _benchmark_from_env(args), None, None
+        return load_benchmark(args.benchmark, layout=args.layout, grader=args.grader,
+                              prompt_suffix=args.prompt_suffix), None, None
     except (FileNotFoundError, ValueError) as exc:
-        print(f"fipo eval: {exc}", file=sys.stderr)
-        return 2
-    problems = bench.problems[: args.limit] if args.limit else bench.problems
-    given = {"temperature": args.temperature, "top_p": args.top_p, "max_new_tokens": args.max_new_tokens}
+        raise _Stop(str(exc)) from None
 
-    if args.responses:
-        try:
-            samples = read_responses(args.responses)
-        except (OSError, ResponsesError) as exc:
-            print(f"fipo eval: {exc}", file=sys.stderr)
-            return 2
-        # how the external responses were sampled, when the user says so (recorded, not checked)
-        settings = {"responses": str(args.responses), **{k: v for k, v in given.items() if v is not None}}
-        partial = args.partial or bool(args.limit)
-        if args.limit:
-            samples = {pid: s for pid, s in samples.items() if pid in {p.id for p in problems}}
-    else:
-        from tqdm import tqdm
 
-        from fipo_engine.eval.generate import SamplingSettings, generate_samples
-
-        k = args.k or 32
-        protocol = {**PAPER_PROTOCOL, **{k: v for k, v in given.items() if v is not None}}
-        sampling = SamplingSettings(k=k, temperature=protocol["temperature"], top_p=protocol["top_p"],
-                                    max_new_tokens=protocol["max_new_tokens"], batch_size=args.batch_size,
-                                    seed=args.seed, device=args.device, backend=args.backend)
-        progress = (ProgressFile(args.progress_file, len(problems), bench, report_lines=args.report_lines)
-                    if args.progress_file or args.report_lines else None)
-        # with report lines the log is read by a program: no progress bar between them
-        with tqdm(total=len(problems), desc=f"sampling k={k}", unit="problem",
-                  disable=True if args.report_lines else None) as bar:
-            samples = generate_samples(args.model, problems, sampling, prompt_suffix=bench.prompt_suffix,
-                                       on_progress=bar.update, on_samples=progress.add if progress else None)
-        settings = {"model": str(args.model), **protocol, "seed": args.seed}
-        partial = False
-        if args.save_responses:
-            with open(args.save_responses, "w", encoding="utf-8") as fh:
-                for pid, group in samples.items():
-                    fh.write(json.dumps({"id": pid, "responses": [s.text for s in group],
-                                         "lengths": [s.n_tokens for s in group],
-                                         "truncated": [s.truncated for s in group]}) + "\n")
-        if args.report_lines:
-            for pid, group in samples.items():
-                emit("responses", {"id": pid, "responses": [s.text for s in group],
-                                   "lengths": [s.n_tokens for s in group], "truncated": [s.truncated for s in group]})
+def _given_responses(args: argparse.Namespace, problems: list[Any], given: dict[str, Any]
+                     ) -> tuple[dict[str, Any], dict[str, Any], bool]:
+    """(samples, settings, partial) from a --responses file; the sampling settings are the user's word."""
+    from fipo_engine.eval.runner import ResponsesError, read_responses
 
     try:
-        result = evaluate(bench.name, problems, samples, grader=bench.grader, k=args.k, partial=partial,
-                          seed=args.seed, settings=settings, progress=not (args.json or args.report_lines))
-    except (ResponsesError, ValueError) as exc:
-        print(f"fipo eval: {exc}", file=sys.stderr)
-        return 2
+        samples = read_responses(args.responses)
+    except (OSError, ResponsesError) as exc:
+        raise _Stop(str(exc)) from None
+    # how the external responses were sampled, when the user says so (recorded, not checked)
+    settings = {"responses": str(args.responses), **{k: v for k, v in given.items() if v is not None}}
+    if args.limit:
+        samples = {pid: s for pid, s in samples.items() if pid in {p.id for p in problems}}
+    return samples, settings, args.partial or bool(args.limit)
 
-    data = result.to_dict()
-    data["step"] = args.step
+
+def _sampled_responses(args: argparse.Namespace, bench: Any, problems: list[Any], given: dict[str, Any]
+                       ) -> tuple[dict[str, Any], dict[str, Any], bool]:
+    """(samples, settings, partial=False): k responses per problem from --model, with the paper's
+    sampling protocol unless overridden; saved and/or reported as lines when asked."""
+    from tqdm import tqdm
+
+    from fipo_engine.eval.generate import SamplingSettings, generate_samples
+    from fipo_engine.eval.report import emit
+
+    k = args.k or 32
+    protocol = {**PAPER_PROTOCOL, **{k: v for k, v in given.items() if v is not None}}
+    sampling = SamplingSettings(k=k, temperature=protocol["temperature"], top_p=protocol["top_p"],
+                                max_new_tokens=protocol["max_new_tokens"], batch_size=args.batch_size,
+                                seed=args.seed, device=args.device, backend=args.backend)
+    progress = (ProgressFile(args.progress_file, len(problems), bench, report_lines=args.report_lines)
+                if args.progress_file or args.report_lines else None)
+    # with report lines the log is read by a program: no progress bar between them
+    with tqdm(total=len(problems), desc=f"sampling k={k}", unit="problem",
+              disable=True if args.report_lines else None) as bar:
+        samples = generate_samples(args.model, problems, sampling, prompt_suffix=bench.prompt_suffix,
+                                   on_progress=bar.update, on_samples=progress.add if progress else None)
+    rows = [{"id": pid, "responses": [s.text for s in group], "lengths": [s.n_tokens for s in group],
+             "truncated": [s.truncated for s in group]} for pid, group in samples.items()]
+    if args.save_responses:
+        with open(args.save_responses, "w", encoding="utf-8") as fh:
+            for row in rows:
+                fh.write(json.dumps(row) + "\n")
+    if args.report_lines:
+        for row in rows:
+            emit("responses", row)
+    return samples, {"model": str(args.model), **protocol, "seed": args.seed}, False
+
+
+def _report(args: argparse.Namespace, data: dict[str, Any], table: str) -> None:
+    """Write --out, then a report line (for a launcher), JSON (--json) or the table."""
+    from fipo_engine.eval.report import emit
+
     if args.out:
         Path(args.out).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     if args.report_lines:
         emit("result", data)
     else:
-        print(json.dumps(data) if args.json else format_table(result))
-    if args.submit and remote is not None and client is not None:
-        from fipo_engine.eval.remote import RemoteError, submit_entry
+        print(json.dumps(data) if args.json else table)
 
-        try:
-            entry = submit_entry(client, remote, team=args.team, model_name=args.submit, result=data)
-        except RemoteError as exc:
-            print(f"fipo eval: {exc}", file=sys.stderr)
-            return 1  # the evaluation itself succeeded and was printed
-        print(f"fipo eval: submitted as entry {entry.get('id')} on the board of {remote.label} "
-              f"({args.server.rstrip('/')}/leaderboards/entries/{entry.get('id')}/)", file=sys.stderr)
-    return 0
+
+def _submit(args: argparse.Namespace, data: dict[str, Any], remote: Any, client: Any) -> None:
+    """Post the result to the control plane's board as ``--submit NAME``; exit 1 if it refuses."""
+    from fipo_engine.eval.remote import RemoteError, submit_entry
+
+    try:
+        entry = submit_entry(client, remote, team=args.team, model_name=args.submit, result=data)
+    except RemoteError as exc:
+        raise _Stop(str(exc), code=1) from None  # the evaluation itself succeeded and was printed
+    print(f"fipo eval: submitted as entry {entry.get('id')} on the board of {remote.label} "
+          f"({args.server.rstrip('/')}/leaderboards/entries/{entry.get('id')}/)", file=sys.stderr)
 
 
 def _benchmark_from_env(args: argparse.Namespace) -> object:
