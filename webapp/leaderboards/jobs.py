@@ -256,10 +256,6 @@ def eval_job_run(job_id: int) -> int | None:
     """The ``run_eval_job`` task: launch ``fipo eval``, follow its report lines, record the entry.
 
     Returns the entry id, or None when the job failed, was cancelled or is gone."""
-    # Lazy: the package fipo_engine.eval imports its runner, i.e. torch, which only this task needs
-    # (the web process imports this module for the API and must stay free of it).
-    from fipo_engine.eval.report import ReportReader
-
     job = EvalJob.objects.select_related("benchmark", "run").filter(pk=job_id).first()
     if job is None or job.is_final:
         return None
@@ -268,8 +264,6 @@ def eval_job_run(job_id: int) -> int | None:
         return None
     workdir = Path(settings.FIPO_RUNS_DIR) / str(job.run_id) / "evals" / f"job-{job.pk}"
     workdir.mkdir(parents=True, exist_ok=True)
-    log_path = workdir / "eval.log"
-    bench: Benchmark = job.benchmark
     try:
         launcher, handle, poll_s = _start(job, workdir)
     except Exception as exc:  # LauncherError and OSError: the reason is the job's failure
@@ -277,38 +271,59 @@ def eval_job_run(job_id: int) -> int | None:
         return None
     _set(job, status=EvalJobStatus.RUNNING, handle=handle, started_at=timezone.now())
     _append_stream(job.run_id, "eval_job", job_progress(job))
+    log = _LogFollower(job, launcher, handle, workdir / "eval.log")
+    state = _wait(job, launcher, handle, poll_s, log)
+    if state is None:
+        return None
+    log.follow()  # what the job printed after the last poll
+    return _record(job, state, log)
 
-    reader, offset, tail = ReportReader(), 0, ""
 
-    def follow() -> None:
-        """Read the log from ``offset`` to its current end into the reader: one read per poll, more
-        only while a read came back full (a Ray read downloads the whole driver log each time)."""
-        nonlocal offset, tail
+class _LogFollower:
+    """Reads a running eval job's log into a ``ReportReader``, publishing each progress line."""
+
+    def __init__(self, job: EvalJob, launcher: Any, handle: str, log_path: Path) -> None:
+        # Lazy: the package fipo_engine.eval imports its runner, i.e. torch, which only the worker's
+        # task needs (the web process imports this module for the API and must stay free of it).
+        from fipo_engine.eval.report import ReportReader
+
+        self.job, self.launcher, self.handle, self.log_path = job, launcher, handle, log_path
+        self.reader, self.offset, self.tail = ReportReader(), 0, ""
+
+    def follow(self) -> None:
+        """Read the log from ``offset`` to its current end: one read per poll, more only while a
+        read came back full (a Ray read downloads the whole driver log each time)."""
+        job = self.job
         while True:
-            start = offset
+            start = self.offset
             try:
-                text, offset = launcher.read_log(handle, log_path, offset, max_bytes=LOG_READ_BYTES)
+                text, self.offset = self.launcher.read_log(self.handle, self.log_path, self.offset,
+                                                           max_bytes=LOG_READ_BYTES)
             except Exception as exc:  # a log read that fails is retried at the next poll
                 logger.warning("eval job %s: reading its log failed: %s", job.pk, exc)
                 return
             if not text:
                 return
-            tail = (tail + text)[-4000:]
-            if reader.feed(text) and reader.progress:
-                progress = reader.progress
+            self.tail = (self.tail + text)[-4000:]
+            if self.reader.feed(text) and self.reader.progress:
+                progress = self.reader.progress
                 _set(job, done=int(progress.get("done") or 0), total=int(progress.get("total") or job.total),
                      pass_at_1=progress.get("pass_at_1"))
                 _append_stream(job.run_id, "eval_job", job_progress(job))
-            if offset - start < LOG_READ_BYTES - 3:  # short of full (a split UTF-8 character is held back)
+            if self.offset - start < LOG_READ_BYTES - 3:  # short of full (a split UTF-8 character is held back)
                 return
 
+
+def _wait(job: EvalJob, launcher: Any, handle: str, poll_s: float, log: _LogFollower) -> Any:
+    """Poll the job until it ends, following its log; its final status, or None when it was
+    cancelled or ran past ``FIPO_EVAL_TIMEOUT_S`` (then it is stopped and the job finished)."""
     timeout = float(settings.FIPO_EVAL_TIMEOUT_S)
     deadline = time.monotonic() + timeout
     while True:
         state = launcher.poll(handle)
-        follow()
+        log.follow()
         if state.state not in ("running", "pending"):
-            break
+            return state
         if EvalJob.objects.filter(pk=job.pk, cancel_requested=True).exists():
             launcher.cancel(handle, grace_s=3.0)
             _finish(job, EvalJobStatus.CANCELLED, "cancelled")
@@ -318,11 +333,15 @@ def eval_job_run(job_id: int) -> int | None:
             _finish(job, EvalJobStatus.FAILED, f"timed out after {timeout:.0f} s")
             return None
         time.sleep(poll_s)
-    follow()  # what the job printed after the last poll
 
-    result = reader.result
+
+def _record(job: EvalJob, state: Any, log: _LogFollower) -> int | None:
+    """Turn the ended job's result line into a leaderboard entry (or the job's failure, with the
+    log's tail as the reason); the entry id, or None."""
+    bench: Benchmark = job.benchmark
+    result = log.reader.result
     if state.state != "succeeded" or result is None:
-        clean = "\n".join(line for line in tail.splitlines() if not line.startswith("fipo-eval "))[-1500:]
+        clean = "\n".join(line for line in log.tail.splitlines() if not line.startswith("fipo-eval "))[-1500:]
         _finish(job, EvalJobStatus.FAILED, f"fipo eval failed ({state.message}):\n{clean}")
         _append_stream(job.run_id, "log", {"text": f"eval on {bench.label} (step {job.step}) failed: "
                                                    f"{state.message}\n{clean}"})
@@ -333,7 +352,7 @@ def eval_job_run(job_id: int) -> int | None:
     try:
         with transaction.atomic():
             entry = entry_record_eval(run=job.run, data=payload, benchmark=bench,
-                                      problems=merge_responses(result.get("problems") or [], reader.responses))
+                                      problems=merge_responses(result.get("problems") or [], log.reader.responses))
             _append_stream(job.run_id, "eval", payload)
             _set(job, entry=entry, done=job.total, pass_at_1=entry.pass_at_1)
             _finish(job, EvalJobStatus.SUCCEEDED)
