@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from celery import shared_task
 from celery.exceptions import NotRegistered
+from django.conf import settings
 
 from webapp.common.queue import enqueue_on_commit, registered_task
 from webapp.leaderboards.enqueue import RUN_EVAL_JOB
@@ -60,6 +61,8 @@ def test_the_names_are_those_the_tasks_register() -> None:
     for name, task in [(LAUNCH_RUN, run_tasks.launch_run), (CANCEL_RUN, run_tasks.cancel_run),
                        (REAP_LOST_RUNS, run_tasks.reap_lost_runs), (RUN_EVAL_JOB, eval_tasks.run_eval_job)]:
         assert registered_task(name) is task._get_current_object()  # @shared_task gives a proxy
+    # settings cannot import the app, so the beat schedule spells the name: it must be the same one
+    assert settings.CELERY_BEAT_SCHEDULE["reap-lost-runs"]["task"] == REAP_LOST_RUNS
 
 def test_an_unknown_name_is_an_error() -> None:
     with pytest.raises(NotRegistered):

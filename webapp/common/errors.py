@@ -99,6 +99,16 @@ def is_busy(exc: BaseException) -> bool:
     return isinstance(exc, OperationalError) and any(part in text for part in _BUSY)
 
 
+def cache_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` is the cache's server (Redis) being unreachable: a restart, not a bug."""
+    try:
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
+    except ImportError:  # the embedded mode's local-memory cache never raises these
+        return False
+    return isinstance(exc, RedisConnectionError | RedisTimeoutError)
+
+
 def database_unavailable(exc: BaseException) -> ServiceUnavailable | None:
     """The 503 for a connection-level database error (``OperationalError``/``InterfaceError``:
     server down, connection lost, pool exhausted; ``database_busy`` when it was a lock), None for

@@ -8,19 +8,9 @@ from collections.abc import Callable
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from webapp.common.errors import error_body, is_busy
+from webapp.common.errors import cache_unavailable, error_body, is_busy
 
 logger = logging.getLogger(__name__)
-
-
-def cache_unavailable(exc: BaseException) -> bool:
-    """Whether ``exc`` is the cache's server (Redis) being unreachable: a restart, not a bug."""
-    try:
-        from redis.exceptions import ConnectionError as RedisConnectionError
-        from redis.exceptions import TimeoutError as RedisTimeoutError
-    except ImportError:  # the embedded mode's local-memory cache never raises these
-        return False
-    return isinstance(exc, RedisConnectionError | RedisTimeoutError)
 
 
 class DatabaseBusyMiddleware:

@@ -27,10 +27,10 @@ from webapp.common.errors import (
     ServiceUnavailable,
     Throttled,
     ValidationFailed,
+    cache_unavailable,
     database_unavailable,
     error_body,
 )
-from webapp.common.middleware import cache_unavailable
 from webapp.common.schema import error_responses
 from webapp.common.utils import float_param, int_param, loads_lenient
 from webapp.runs.auth import RunTokenAuthentication
